@@ -1,0 +1,1 @@
+//! Criterion benchmarks of the storage crates live in `benches/benches/`.

@@ -1,0 +1,1 @@
+//! cairn-engine (under construction).

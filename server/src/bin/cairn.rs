@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("cairn: the server is not built yet");
+    std::process::exit(1);
+}

@@ -1,0 +1,1 @@
+//! cairn-wal (under construction).
