@@ -1,0 +1,1 @@
+//! etcd's flags, `ETCD_*` environment variables and `--config-file` YAML (being written).

@@ -1,0 +1,1 @@
+//! HTTP endpoints on the client port: `/health`, `/version` (being written).
