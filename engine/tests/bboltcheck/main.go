@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -65,7 +66,9 @@ func openRO(path string) (*bolt.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
-	return bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true})
+	// A bounded wait for the file lock: a test that forgot to close its writer fails
+	// instead of hanging.
+	return bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
 }
 
 func h(b []byte) string {
