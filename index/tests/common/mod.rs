@@ -158,8 +158,10 @@ impl ModelKey {
     }
 }
 
+type Bounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 /// Independent implementation of etcd's range conventions.
-fn bounds<'a>(start: &'a [u8], end: &'a [u8]) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+fn bounds<'a>(start: &'a [u8], end: &'a [u8]) -> Option<Bounds<'a>> {
     if end.is_empty() {
         Some((Bound::Included(start), Bound::Included(start)))
     } else if end == b"\0" {
