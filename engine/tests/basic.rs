@@ -1,0 +1,92 @@
+//! Basic behaviour: buckets, put/get/delete, cursors, reopen, check.
+
+use cairn_engine::{Db, Error, Options};
+
+fn open(dir: &tempfile::TempDir) -> Db {
+    Db::open(
+        dir.path().join("db"),
+        Options {
+            no_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn put_get_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(&dir);
+        let mut tx = db.begin_write().unwrap();
+        let mut b = tx.create_bucket(b"key").unwrap();
+        for i in 0..2000u32 {
+            b.put(&i.to_be_bytes(), format!("value-{i}").as_bytes())
+                .unwrap();
+        }
+        assert_eq!(b.get(&7u32.to_be_bytes()), Some(&b"value-7"[..]));
+        tx.commit().unwrap();
+        assert_eq!(db.check(), vec![]);
+        let rtx = db.begin_read().unwrap();
+        let b = rtx.bucket(b"key").unwrap();
+        assert_eq!(b.get(&1999u32.to_be_bytes()), Some(&b"value-1999"[..]));
+        assert_eq!(b.get(&2000u32.to_be_bytes()), None);
+    }
+    let db = open(&dir);
+    assert_eq!(db.check(), vec![]);
+    let rtx = db.begin_read().unwrap();
+    let b = rtx.bucket(b"key").unwrap();
+    let mut c = b.cursor();
+    let mut n = 0u32;
+    let mut item = c.first();
+    while let Some((k, v)) = item {
+        assert_eq!(k, n.to_be_bytes());
+        assert_eq!(v, format!("value-{n}").as_bytes());
+        n += 1;
+        item = c.next();
+    }
+    assert_eq!(n, 2000);
+    let mut item = c.last();
+    while let Some((k, _)) = item {
+        n -= 1;
+        assert_eq!(k, n.to_be_bytes());
+        item = c.prev();
+    }
+    assert_eq!(n, 0);
+    assert_eq!(
+        c.seek(&500u32.to_be_bytes()).unwrap().0,
+        500u32.to_be_bytes()
+    );
+}
+
+#[test]
+fn delete_everything_merges_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let mut tx = db.begin_write().unwrap();
+    let mut b = tx.create_bucket(b"b").unwrap();
+    for i in 0..5000u32 {
+        b.put(&i.to_be_bytes(), &[1u8; 50]).unwrap();
+    }
+    tx.commit().unwrap();
+    assert_eq!(db.check(), vec![]);
+    for round in 0..5u32 {
+        let mut tx = db.begin_write().unwrap();
+        let mut b = tx.bucket_mut(b"b").unwrap();
+        for i in (0..5000u32).filter(|i| i % 5 == round) {
+            assert!(b.delete(&i.to_be_bytes()).unwrap());
+        }
+        tx.commit().unwrap();
+        assert_eq!(db.check(), vec![]);
+    }
+    let rtx = db.begin_read().unwrap();
+    assert!(rtx.bucket(b"b").unwrap().cursor().first().is_none());
+    let s = db.stats();
+    assert!(s.in_use_bytes <= 6 * 4096, "{s:?}");
+    drop(rtx);
+    let mut tx = db.begin_write().unwrap();
+    assert!(matches!(tx.bucket_mut(b"nope"), Err(Error::BucketNotFound)));
+    tx.delete_bucket(b"b").unwrap();
+    tx.commit().unwrap();
+    assert_eq!(db.check(), vec![]);
+}
