@@ -10,6 +10,26 @@
 //! - [`Storage`]: the disk I/O seam ([`FileStorage`] is the real file).
 //!
 //! The file format is described in `docs/format.md`.
+//!
+//! ```
+//! use cairn_engine::{Db, Options};
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = Db::open(dir.path().join("db"), Options::default()).unwrap();
+//! let mut tx = db.begin_write().unwrap();
+//! tx.create_bucket_if_not_exists(b"key").unwrap().put(b"k", b"v").unwrap();
+//! tx.commit().unwrap();
+//! let rtx = db.begin_read().unwrap();
+//! assert_eq!(rtx.bucket(b"key").unwrap().get(b"k"), Some(&b"v"[..]));
+//! ```
+//!
+//! Writes through a read transaction do not compile (there is no write API on it):
+//!
+//! ```compile_fail
+//! use cairn_engine::{Db, Options};
+//! let db = Db::open("/nonexistent/db", Options::default()).unwrap();
+//! let rtx = db.begin_read().unwrap();
+//! rtx.bucket(b"key").unwrap().put(b"k", b"v");
+//! ```
 
 mod check;
 mod cursor;

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use crate::cursor::{lookup, Src, View};
+use crate::error::{Error, Result};
 use crate::format::{BucketHeader, PageRef, Pgid, BUCKET_LEAF_FLAG, PAGE_HEADER_SIZE};
 use crate::freelist::{Freelist, SpanFreelist};
 use crate::node::{elem_size, split_ranges, write_node, Child, Inode, Node};
@@ -72,7 +73,12 @@ pub(crate) struct Tree {
     pub sequence: u64,
     pub dirty: bool,
     pub fill: f64,
+    /// Scratch: the branch path of the last descent.
+    path: Vec<(usize, usize)>,
 }
+
+/// In-memory node size cap (entries), see [`Tree::split_up`].
+const MAX_NODE_INODES: usize = 512;
 
 impl Tree {
     pub(crate) fn new_empty() -> Tree {
@@ -82,6 +88,7 @@ impl Tree {
             sequence: 0,
             dirty: true,
             fill: 1.0,
+            path: Vec::new(),
         }
     }
 
@@ -99,6 +106,7 @@ impl Tree {
                 sequence: h.sequence,
                 dirty: true,
                 fill: 1.0,
+                path: Vec::new(),
             }
         } else {
             Tree {
@@ -107,6 +115,7 @@ impl Tree {
                 sequence: h.sequence,
                 dirty: false,
                 fill: 1.0,
+                path: Vec::new(),
             }
         }
     }
@@ -162,13 +171,15 @@ impl Tree {
         }
     }
 
-    /// Materialize the path to the leaf for `key`; returns the leaf's arena index.
+    /// Materialize the path to the leaf for `key`; returns the leaf's arena index. The
+    /// branch nodes passed on the way, with the child position taken, are left in
+    /// `self.path` (root first).
     fn leaf_for(&mut self, ctx: &mut Ctx, key: &[u8]) -> usize {
         self.dirty = true;
+        self.path.clear();
         let mut idx = self.materialize(ctx, self.root);
         self.root = Child::Node(idx);
-        let mut depth = 0;
-        while !self.arena[idx].leaf && depth < 64 {
+        while !self.arena[idx].leaf && self.path.len() < 64 {
             if self.arena[idx].inodes.is_empty() {
                 // Degenerate empty branch: turn it into a leaf.
                 self.arena[idx].leaf = true;
@@ -177,26 +188,79 @@ impl Tree {
             let i = self.arena[idx].branch_index(key);
             let c = self.materialize(ctx, self.arena[idx].inodes[i].child);
             self.arena[idx].inodes[i].child = Child::Node(c);
+            self.path.push((idx, i));
             idx = c;
-            depth += 1;
         }
         idx
     }
 
-    pub(crate) fn put(&mut self, ctx: &mut Ctx, key: Bytes, val: Bytes, flags: u32) {
+    /// Insert or replace `key`. Replacing a bucket with a plain value (or the reverse)
+    /// is refused.
+    pub(crate) fn put(&mut self, ctx: &mut Ctx, key: Bytes, val: Bytes, flags: u32) -> Result<()> {
         let leaf = self.leaf_for(ctx, &key);
         let node = &mut self.arena[leaf];
         let i = node.lower_bound(&key);
-        let ino = Inode {
-            key,
-            flags,
-            val,
-            child: Child::Page(0),
-        };
-        if i < node.inodes.len() && node.inodes[i].key == ino.key {
-            node.inodes[i] = ino;
+        if i < node.inodes.len() && node.inodes[i].key == key {
+            let old = &mut node.inodes[i];
+            if (old.flags ^ flags) & BUCKET_LEAF_FLAG != 0 {
+                return Err(Error::IncompatibleValue);
+            }
+            old.val = val;
+            old.flags = flags;
         } else {
-            node.inodes.insert(i, ino);
+            node.inodes.insert(
+                i,
+                Inode {
+                    key,
+                    flags,
+                    val,
+                    child: Child::Page(0),
+                },
+            );
+            if node.inodes.len() > MAX_NODE_INODES {
+                self.split_up(leaf);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep in-memory nodes small (so inserts stay cheap in big transactions): split the
+    /// node in two, inserting the new half into its parent, recursively up to the root.
+    /// Pages are still cut to size at spill.
+    fn split_up(&mut self, mut cur: usize) {
+        while self.arena[cur].inodes.len() > MAX_NODE_INODES {
+            let n = self.arena[cur].inodes.len();
+            let right = self.arena[cur].inodes.split_off(n / 2);
+            let rkey = right[0].key.clone();
+            let leaf = self.arena[cur].leaf;
+            self.arena.push(Node {
+                leaf,
+                inodes: right,
+                unbalanced: false,
+            });
+            let r = self.arena.len() - 1;
+            let branch = |key: Bytes, c: usize| Inode {
+                key,
+                flags: 0,
+                val: Bytes::new(),
+                child: Child::Node(c),
+            };
+            match self.path.pop() {
+                Some((parent, pos)) => {
+                    self.arena[parent].inodes.insert(pos + 1, branch(rkey, r));
+                    cur = parent;
+                }
+                None => {
+                    let lkey = self.arena[cur].inodes[0].key.clone();
+                    self.arena.push(Node {
+                        leaf: false,
+                        inodes: vec![branch(lkey, cur), branch(rkey, r)],
+                        unbalanced: false,
+                    });
+                    self.root = Child::Node(self.arena.len() - 1);
+                    return;
+                }
+            }
         }
     }
 

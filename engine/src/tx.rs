@@ -249,7 +249,7 @@ impl<'db> WriteTx<'db> {
             Bytes::copy_from_slice(name),
             Bytes::from(v),
             BUCKET_LEAF_FLAG,
-        );
+        )?;
         self.buckets.insert(name.to_vec(), Tree::new_empty());
         self.bucket_mut(name)
     }
@@ -322,7 +322,7 @@ impl<'db> WriteTx<'db> {
                 Bytes::from(name),
                 Bytes::copy_from_slice(&h.encode()),
                 BUCKET_LEAF_FLAG,
-            );
+            )?;
         }
         if self.root.dirty {
             self.root.rebalance(&mut self.ctx);
@@ -465,13 +465,7 @@ impl BucketMut<'_> {
     /// Insert or replace `key`, taking ownership of the buffers (no copy).
     pub fn put_bytes(&mut self, key: Bytes, value: Bytes) -> Result<()> {
         check_put_lengths(key.len(), value.len())?;
-        if let Some((flags, _)) = self.tree.get(self.ctx, &key) {
-            if flags & BUCKET_LEAF_FLAG != 0 {
-                return Err(Error::IncompatibleValue);
-            }
-        }
-        self.tree.put(self.ctx, key, value, 0);
-        Ok(())
+        self.tree.put(self.ctx, key, value, 0)
     }
 
     /// Remove `key`; returns whether it was present.
@@ -526,5 +520,30 @@ impl BucketMut<'_> {
     /// pages filled as much as possible — good for appends, like bbolt's FillPercent.
     pub fn set_fill_percent(&mut self, fill: f64) {
         self.tree.fill = fill.clamp(0.1, 1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_length_limits() {
+        assert!(matches!(check_put_lengths(0, 0), Err(Error::KeyEmpty)));
+        assert!(check_put_lengths(1, 0).is_ok());
+        assert!(check_put_lengths(MAX_KEY_SIZE, MAX_VALUE_SIZE).is_ok());
+        assert!(matches!(
+            check_put_lengths(MAX_KEY_SIZE + 1, 0),
+            Err(Error::KeyTooLarge)
+        ));
+        assert!(matches!(
+            check_put_lengths(1, MAX_VALUE_SIZE + 1),
+            Err(Error::ValueTooLarge)
+        ));
+        assert!(matches!(
+            check_put_lengths(1, usize::MAX),
+            Err(Error::ValueTooLarge)
+        ));
+        assert_eq!(MAX_VALUE_SIZE, (1 << 31) - 2);
     }
 }

@@ -90,3 +90,34 @@ fn delete_everything_merges_back() {
     tx.commit().unwrap();
     assert_eq!(db.check(), vec![]);
 }
+
+#[test]
+fn big_transaction_random_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let n = 20_000u32;
+    let mut tx = db.begin_write().unwrap();
+    let mut b = tx.create_bucket(b"key").unwrap();
+    for j in 0..n {
+        let i = ((u64::from(j) * 7919) % u64::from(n)) as u32; // a permutation of 0..n
+        b.put(&i.to_be_bytes(), &i.to_le_bytes()).unwrap();
+    }
+    // Inside the transaction, a full scan is ordered and complete.
+    let mut c = b.cursor();
+    let mut expect = 0u32;
+    let mut item = c.first();
+    while let Some((k, v)) = item {
+        assert_eq!(k, expect.to_be_bytes());
+        assert_eq!(v, expect.to_le_bytes());
+        expect += 1;
+        item = c.next();
+    }
+    assert_eq!(expect, n);
+    tx.commit().unwrap();
+    assert_eq!(db.check(), vec![]);
+    let r = db.begin_read().unwrap();
+    let b = r.bucket(b"key").unwrap();
+    for i in (0..n).step_by(97) {
+        assert_eq!(b.get(&i.to_be_bytes()), Some(&i.to_le_bytes()[..]));
+    }
+}

@@ -16,12 +16,33 @@ const BUCKETS: [&[u8]; 3] = [b"key", b"meta", b"b3"];
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put { b: usize, k: u16, size: usize },
-    Delete { b: usize, k: u16 },
-    DeleteRange { b: usize, lo: u16, n: u16 },
+    Put {
+        b: usize,
+        k: u16,
+        size: usize,
+    },
+    Delete {
+        b: usize,
+        k: u16,
+    },
+    DeleteRange {
+        b: usize,
+        lo: u16,
+        n: u16,
+    },
     CreateBucket(usize),
     DeleteBucket(usize),
-    Seek { b: usize, k: u16 },
+    Seek {
+        b: usize,
+        k: u16,
+    },
+    /// Many puts in one transaction, in a scattered order (exercises in-memory splits).
+    Bulk {
+        b: usize,
+        start: u16,
+        n: u16,
+        size: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -53,7 +74,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (b.clone(), 0u16..600, 1u16..300).prop_map(|(b, lo, n)| Op::DeleteRange { b, lo, n }),
         1 => b.clone().prop_map(Op::CreateBucket),
         1 => (1..BUCKETS.len()).prop_map(Op::DeleteBucket),
-        2 => (b, 0u16..650).prop_map(|(b, k)| Op::Seek { b, k }),
+        2 => (b.clone(), 0u16..650).prop_map(|(b, k)| Op::Seek { b, k }),
+        1 => (b, 0u16..600, 300u16..1500, 0usize..120).prop_map(|(b, start, n, size)| Op::Bulk { b, start, n, size }),
     ]
 }
 
@@ -156,6 +178,18 @@ fn run(txs: Vec<(Vec<Op>, End)>) -> Result<(), TestCaseError> {
                         let name = BUCKETS[b];
                         let r = tx.delete_bucket(name);
                         prop_assert_eq!(r.is_ok(), model.remove(name).is_some());
+                    }
+                    Op::Bulk { b, start, n, size } => {
+                        let name = BUCKETS[b];
+                        let mut bm = tx.create_bucket_if_not_exists(name).unwrap();
+                        let m = model.entry(name.to_vec()).or_default();
+                        for j in 0..n {
+                            // A permutation of start..start+n, far from sequential.
+                            let k = start.wrapping_add(j.wrapping_mul(7919) % n);
+                            let v = value(k, size, salt);
+                            bm.put(&key(k), &v).unwrap();
+                            m.insert(key(k), v);
+                        }
                     }
                     Op::Seek { b, k } => {
                         let name = BUCKETS[b];
