@@ -69,20 +69,20 @@ fn op() -> impl Strategy<Value = Op> {
     let b = 0..BUCKETS.len();
     let size = prop_oneof![8 => 0usize..40, 3 => 100usize..700, 1 => 3000usize..14000];
     prop_oneof![
-        12 => (b.clone(), 0u16..600, size).prop_map(|(b, k, size)| Op::Put { b, k, size }),
-        4 => (b.clone(), 0u16..600).prop_map(|(b, k)| Op::Delete { b, k }),
-        1 => (b.clone(), 0u16..600, 1u16..300).prop_map(|(b, lo, n)| Op::DeleteRange { b, lo, n }),
-        1 => b.clone().prop_map(Op::CreateBucket),
-        1 => (1..BUCKETS.len()).prop_map(Op::DeleteBucket),
-        2 => (b.clone(), 0u16..650).prop_map(|(b, k)| Op::Seek { b, k }),
-        1 => (b, 0u16..600, 300u16..1500, 0usize..120).prop_map(|(b, start, n, size)| Op::Bulk { b, start, n, size }),
+        24 => (b.clone(), 0u16..600, size).prop_map(|(b, k, size)| Op::Put { b, k, size }),
+        8 => (b.clone(), 0u16..600).prop_map(|(b, k)| Op::Delete { b, k }),
+        2 => (b.clone(), 0u16..600, 1u16..300).prop_map(|(b, lo, n)| Op::DeleteRange { b, lo, n }),
+        2 => b.clone().prop_map(Op::CreateBucket),
+        2 => (1..BUCKETS.len()).prop_map(Op::DeleteBucket),
+        4 => (b.clone(), 0u16..650).prop_map(|(b, k)| Op::Seek { b, k }),
+        1 => (b, 0u16..600, 300u16..900, 0usize..120).prop_map(|(b, start, n, size)| Op::Bulk { b, start, n, size }),
     ]
 }
 
 fn txs() -> impl Strategy<Value = Vec<(Vec<Op>, End)>> {
     let end =
         prop_oneof![6 => Just(End::Commit), 1 => Just(End::Rollback), 1 => Just(End::CommitReopen)];
-    prop::collection::vec((prop::collection::vec(op(), 1..120), end), 1..12)
+    prop::collection::vec((prop::collection::vec(op(), 1..80), end), 1..12)
 }
 
 fn dump_read(tx: &ReadTx) -> Model {
