@@ -67,10 +67,7 @@ impl FaultyIo {
 }
 
 fn injected(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Other,
-        format!("injected {what} failure (EIO)"),
-    )
+    io::Error::other(format!("injected {what} failure (EIO)"))
 }
 
 impl WalIo for FaultyIo {

@@ -72,10 +72,7 @@ fn push_record(buffer: &mut Vec<u8>, record: &Record, payload_len: usize) {
     buffer.extend_from_slice(&[0u8; 7]);
     record.encode_payload(buffer);
     buffer.resize(start + framed_len(payload_len), 0);
-    debug_assert_eq!(
-        buffer.len() - start - RECORD_HEADER_BYTES - payload_len < 8,
-        true
-    );
+    debug_assert!(buffer.len() - start - RECORD_HEADER_BYTES - payload_len < RECORD_ALIGN_BYTES);
 }
 
 /// Where the chain of records stands: the next sequence number and the CRC of the last

@@ -40,6 +40,6 @@ pub use fault::{FaultPlan, FaultyIo};
 pub use io::{BackendChoice, BackendKind, PwritevIo, WalIo};
 pub use limits::SEGMENT_BYTES_DEFAULT;
 pub use record::{Entry, HardState, Record, SnapshotMarker};
-pub use scan::{Replay, TornTail};
+pub use scan::{read_records, Replay, TornTail};
 pub use sys::UringIo;
 pub use wal::{Options, Stats, Wal};

@@ -64,48 +64,92 @@ pub(crate) struct Recovered {
     pub(crate) last_index: u64,
 }
 
-/// Reads the log in `directory`; `None` when it has no segment yet.
+/// Reads the log in `directory`; `None` when it has no segment yet. Cuts off a torn tail.
 pub(crate) fn recover(directory: &Path) -> Result<Option<Recovered>, Error> {
+    let mut builder = ReplayBuilder::default();
+    let Some(log) = scan_log(directory, &mut builder)? else {
+        return Ok(None);
+    };
+    let tail = log
+        .segments
+        .last()
+        .expect("log has a last segment")
+        .file
+        .clone();
+    let tail_file = open_tail(
+        &tail,
+        log.tail_offset,
+        log.tail_capacity,
+        log.torn.is_some(),
+    )?;
+    let last_index = builder.last_written_index;
+    let mut replay = builder.finish(&log.segments)?;
+    replay.torn_tail = log.torn.map(|reason| TornTail {
+        segment: tail.name.clone(),
+        offset: log.tail_offset,
+        reason,
+    });
+    Ok(Some(Recovered {
+        replay,
+        segments: log.segments,
+        tail_file,
+        tail_offset: log.tail_offset,
+        tail_capacity: log.tail_capacity,
+        chain: log.chain,
+        last_index,
+    }))
+}
+
+/// Reads every record of the log in `directory`, in log order and raw: no raft rules,
+/// no repair of a torn tail (reading stops before it), no lock. For tools and tests;
+/// corruption is reported exactly as `Wal::open` reports it.
+pub fn read_records(directory: impl AsRef<Path>) -> Result<Vec<Record>, Error> {
+    let mut builder = ReplayBuilder {
+        raw: Some(Vec::new()),
+        ..ReplayBuilder::default()
+    };
+    scan_log(directory.as_ref(), &mut builder)?;
+    Ok(builder.raw.unwrap_or_default())
+}
+
+struct ScannedLog {
+    segments: Vec<SegmentState>,
+    chain: Chain,
+    tail_offset: u64,
+    tail_capacity: u64,
+    /// Why the last segment's tail was torn, if it was.
+    torn: Option<String>,
+}
+
+/// Checks every segment in order and feeds its records to `builder`.
+fn scan_log(directory: &Path, builder: &mut ReplayBuilder) -> Result<Option<ScannedLog>, Error> {
     let files = list_segments(directory)?;
     let Some(last_position) = files.len().checked_sub(1) else {
         return Ok(None);
     };
-    let mut builder = ReplayBuilder::default();
-    let mut segments = Vec::with_capacity(files.len());
+    let mut segments: Vec<SegmentState> = Vec::with_capacity(files.len());
     let mut chain: Option<(Chain, String, u64)> = None;
-    let mut tail = None;
-    let mut previous_sequence: Option<u64> = None;
+    let mut log = None;
     for (position, file) in files.into_iter().enumerate() {
-        let is_last = position == last_position;
-        if previous_sequence.is_some_and(|previous| previous + 1 != file.sequence) {
-            let reason = "the segment before this one is missing";
-            return Err(Error::corrupt(&file.name, 0, reason));
+        if let Some(previous) = segments.last() {
+            if previous.file.sequence + 1 != file.sequence {
+                let reason = "the segment before this one is missing";
+                return Err(Error::corrupt(&file.name, 0, reason));
+            }
         }
-        previous_sequence = Some(file.sequence);
         let bytes = read_segment(&file)?;
         let header = check_header(&file, &bytes, chain.as_ref())?;
-        let scanned = scan_records(&file, &bytes, header.chain, position, &mut builder)?;
-        let end = match classify_break(&bytes, scanned.end, scanned.chain.next_sequence) {
-            BreakKind::CleanEnd => None,
-            BreakKind::Torn if is_last => Some(scanned.reason.to_string()),
-            BreakKind::Torn => {
-                let reason = format!(
-                    "damaged data after the last valid record of a non-final segment ({})",
-                    scanned.reason
-                );
-                return Err(Error::corrupt(&file.name, scanned.end as u64, reason));
-            }
-            BreakKind::Corrupt { found_at, sequence } => {
-                let reason = format!(
-                    "{}, yet a valid later record (sequence {sequence}) follows at offset {found_at}",
-                    scanned.reason
-                );
-                return Err(Error::corrupt(&file.name, scanned.end as u64, reason));
-            }
-        };
+        let scanned = scan_records(&file, &bytes, header.chain, position, builder)?;
+        let is_last = position == last_position;
+        let torn = check_end(&file, &bytes, &scanned, is_last)?;
         if is_last {
-            let capacity = header.capacity.max(bytes.len() as u64);
-            tail = Some((file.clone(), scanned.end as u64, capacity, end));
+            log = Some(ScannedLog {
+                segments: Vec::new(),
+                chain: scanned.chain,
+                tail_offset: scanned.end as u64,
+                tail_capacity: header.capacity.max(bytes.len() as u64),
+                torn,
+            });
         }
         chain = Some((scanned.chain, file.name.clone(), scanned.end as u64));
         segments.push(SegmentState {
@@ -113,25 +157,37 @@ pub(crate) fn recover(directory: &Path) -> Result<Option<Recovered>, Error> {
             max_entry_index: scanned.max_entry_index,
         });
     }
-    let (tail_segment, tail_offset, tail_capacity, torn) = tail.expect("log has a last segment");
-    let (chain, _, _) = chain.expect("log has a last segment");
-    let tail_file = open_tail(&tail_segment, tail_offset, tail_capacity, torn.is_some())?;
-    let last_index = builder.last_written_index;
-    let mut replay = builder.finish(&segments)?;
-    replay.torn_tail = torn.map(|reason| TornTail {
-        segment: tail_segment.name.clone(),
-        offset: tail_offset,
-        reason,
-    });
-    Ok(Some(Recovered {
-        replay,
-        segments,
-        tail_file,
-        tail_offset,
-        tail_capacity,
-        chain,
-        last_index,
-    }))
+    let mut log = log.expect("log has a last segment");
+    log.segments = segments;
+    Ok(Some(log))
+}
+
+/// Decides what follows the last valid record of a segment: `Ok(None)` for a clean end,
+/// `Ok(Some(reason))` for a torn tail (only allowed in the last segment), else corruption.
+fn check_end(
+    file: &SegmentFile,
+    bytes: &[u8],
+    scanned: &Scanned,
+    is_last: bool,
+) -> Result<Option<String>, Error> {
+    match classify_break(bytes, scanned.end, scanned.chain.next_sequence) {
+        BreakKind::CleanEnd => Ok(None),
+        BreakKind::Torn if is_last => Ok(Some(scanned.reason.to_string())),
+        BreakKind::Torn => {
+            let reason = format!(
+                "damaged data after the last valid record of a non-final segment ({})",
+                scanned.reason
+            );
+            Err(Error::corrupt(&file.name, scanned.end as u64, reason))
+        }
+        BreakKind::Corrupt { found_at, sequence } => {
+            let reason = format!(
+                "{}, yet a valid record of a later write (sequence {sequence}) follows at offset {found_at}",
+                scanned.reason
+            );
+            Err(Error::corrupt(&file.name, scanned.end as u64, reason))
+        }
+    }
 }
 
 fn read_segment(file: &SegmentFile) -> Result<Vec<u8>, Error> {
@@ -300,10 +356,15 @@ struct ReplayBuilder {
     /// An entry that skipped indexes after earlier entries, dropping them.
     gap: Option<(usize, u64, u64, u64)>,
     last_written_index: u64,
+    /// Every record as read, when the caller wants the raw log.
+    raw: Option<Vec<Record>>,
 }
 
 impl ReplayBuilder {
     fn push(&mut self, record: Record, location: (usize, u64)) {
+        if let Some(raw) = &mut self.raw {
+            raw.push(record.clone());
+        }
         match record {
             Record::HardState(state) => self.hard_state = Some(state),
             Record::Snapshot(marker) => {

@@ -21,9 +21,7 @@ pub fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
 /// Payload that differs per index and term, of a size that varies with the index.
 pub fn payload(index: u64, term: u64) -> Vec<u8> {
     let len = (index * 37 + term) % 301;
-    (0..len)
-        .map(|i| (i as u64 ^ index ^ (term << 3)) as u8)
-        .collect()
+    (0..len).map(|i| (i ^ index ^ (term << 3)) as u8).collect()
 }
 
 pub fn numbered(index: u64, term: u64) -> Entry {
