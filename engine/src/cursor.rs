@@ -192,6 +192,7 @@ pub struct Cursor<'a> {
     stack: Vec<(View<'a>, usize)>,
 }
 
+#[allow(clippy::should_implement_trait)] // next/prev mirror bbolt's Cursor API
 impl<'a> Cursor<'a> {
     fn current(&self) -> Option<(&'a [u8], &'a [u8])> {
         let &(v, i) = self.stack.last()?;

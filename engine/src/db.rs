@@ -21,7 +21,7 @@ use crate::storage::{FileStorage, Storage};
 use crate::tx::{ReadTx, WriteTx};
 
 /// How to open a database.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Page size for a new file (default: the OS page size). Existing files keep theirs.
     pub page_size: Option<usize>,
@@ -34,18 +34,6 @@ pub struct Options {
     /// Do not persist the freelist (meta freelist = 0xFFFF_FFFF_FFFF_FFFF); it is rebuilt
     /// by scanning at open, as etcd configures bbolt.
     pub no_freelist_sync: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            page_size: None,
-            initial_mmap_size: 0,
-            read_only: false,
-            no_sync: false,
-            no_freelist_sync: false,
-        }
-    }
 }
 
 /// A snapshot of the database's space accounting.

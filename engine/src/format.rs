@@ -181,8 +181,8 @@ impl Meta {
     }
 
     /// A full page (`page_size` bytes) holding this meta with a fresh checksum, page id `id`.
-    pub(crate) fn to_page(&self, id: Pgid, page_size: usize) -> Vec<u8> {
-        let mut meta = *self;
+    pub(crate) fn to_page(self, id: Pgid, page_size: usize) -> Vec<u8> {
+        let mut meta = self;
         meta.checksum = meta.sum();
         let mut page = vec![0u8; page_size];
         write_page_header(&mut page, id, META_PAGE, 0, 0);

@@ -128,6 +128,7 @@ pub(crate) fn write_node(buf: &mut [u8], id: Pgid, leaf: bool, inodes: &[Inode],
     }
 }
 
+#[allow(clippy::single_range_in_vec_init)]
 /// Split points for a node of `inodes`: ranges, each fitting a page where possible.
 /// `fill` (0.1..=1.0) caps how full a piece gets before a cut; pieces are balanced.
 pub(crate) fn split_ranges(

@@ -9,6 +9,7 @@ use std::os::unix::fs::FileExt;
 
 /// The file operations the engine performs. Implementations must write through to
 /// [`Storage::file`] (the engine maps that file to read pages back).
+#[allow(clippy::len_without_is_empty)]
 pub trait Storage: Send + Sync {
     /// Fill `buf` from `offset`; a short file is an error.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;

@@ -310,8 +310,7 @@ impl Tree {
         if let Child::Node(r) = self.root {
             self.rebalance_node(ctx, r, 0);
         }
-        loop {
-            let Child::Node(r) = self.root else { break };
+        while let Child::Node(r) = self.root {
             let n = &self.arena[r];
             if n.leaf {
                 break;
@@ -465,6 +464,7 @@ impl Spiller<'_> {
         }
     }
 
+    #[allow(clippy::single_range_in_vec_init)]
     fn write(&mut self, inodes: &[Inode], leaf: bool, fill: f64) -> Vec<(Bytes, Pgid)> {
         let mut res = Vec::new();
         let ranges = if inodes.is_empty() {

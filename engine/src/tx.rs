@@ -317,12 +317,18 @@ impl<'db> WriteTx<'db> {
                 root,
                 sequence: tree.sequence,
             };
-            self.root.put(
+            let r = self.root.put(
                 &mut self.ctx,
                 Bytes::from(name),
                 Bytes::copy_from_slice(&h.encode()),
                 BUCKET_LEAF_FLAG,
-            )?;
+            );
+            if let Err(e) = r {
+                // Pages were already taken from the freelist: the in-memory state no
+                // longer matches the file, so refuse further writes.
+                inner.poison(&format!("commit aborted: {e}"));
+                return Err(e);
+            }
         }
         if self.root.dirty {
             self.root.rebalance(&mut self.ctx);
