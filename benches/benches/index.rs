@@ -12,6 +12,8 @@
 //!   revision, while one writer thread puts to random keys without pause. Throughput is
 //!   range reads per second summed over the readers. The writer's own rate is printed
 //!   after each configuration.
+//! - `index/range_no_writer/{skiplist,btree_rwlock}/{1,2}`: the same reads without the
+//!   writer, as reference points for what the writer costs the readers.
 //! - `index/put/{skiplist,btree_rwlock}`: single-threaded puts to existing keys.
 //! - `index/get/{skiplist,btree_rwlock}`: single-threaded point reads at the latest
 //!   revision.
@@ -140,19 +142,20 @@ fn load<T: RevIndex>(index: T) -> Loaded<T> {
     }
 }
 
-/// Runs `iters` range reads split over `threads` readers while one writer puts; returns
-/// the wall time of the reads.
-fn ranges_with_writer<T: RevIndex>(
+/// Runs `iters` range reads split over `threads` readers, while one writer puts if
+/// `writes` is given (it receives the writer's count); returns the wall time of the reads.
+fn ranges<T: RevIndex>(
     data: &Loaded<T>,
     threads: usize,
     iters: u64,
-    writes: &AtomicU64,
+    writes: Option<&AtomicU64>,
 ) -> Duration {
     let stop = AtomicBool::new(false);
     let start = Barrier::new(threads + 1);
     thread::scope(|s| {
         // The writer: one put after another, publishing each revision once applied.
         s.spawn(|| {
+            let Some(writes) = writes else { return };
             let mut rng = StdRng::seed_from_u64(0x3817);
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -201,8 +204,31 @@ fn range_with_writer(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Elements(1));
     for threads in THREADS {
-        bench_one(&mut g, "skiplist", threads, load(Index::new()));
-        bench_one(&mut g, "btree_rwlock", threads, load(Baseline::default()));
+        bench_one(&mut g, "skiplist", threads, true, load(Index::new()));
+        bench_one(
+            &mut g,
+            "btree_rwlock",
+            threads,
+            true,
+            load(Baseline::default()),
+        );
+    }
+    g.finish();
+    // Reference points: the same reads without the writer.
+    let mut g = c.benchmark_group("index/range_no_writer");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    g.throughput(Throughput::Elements(1));
+    for threads in [1, 2] {
+        bench_one(&mut g, "skiplist", threads, false, load(Index::new()));
+        bench_one(
+            &mut g,
+            "btree_rwlock",
+            threads,
+            false,
+            load(Baseline::default()),
+        );
     }
     g.finish();
 }
@@ -211,19 +237,22 @@ fn bench_one<T: RevIndex>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     threads: usize,
+    writer: bool,
     data: Loaded<T>,
 ) {
     let writes = AtomicU64::new(0);
     let mut busy = Duration::ZERO;
     g.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
         b.iter_custom(|iters| {
-            let d = ranges_with_writer(&data, threads, iters, &writes);
+            let d = ranges(&data, threads, iters, writer.then_some(&writes));
             busy += d;
             d
         })
     });
-    let rate = writes.load(Ordering::Relaxed) as f64 / busy.as_secs_f64().max(1e-9);
-    eprintln!("    writer during {name}/{threads}: {:.0} puts/s", rate);
+    if writer {
+        let rate = writes.load(Ordering::Relaxed) as f64 / busy.as_secs_f64().max(1e-9);
+        eprintln!("    writer during {name}/{threads}: {rate:.0} puts/s");
+    }
 }
 
 fn single_thread(c: &mut Criterion) {
