@@ -21,6 +21,7 @@ struct Args {
     random: bool,
     no_sync: bool,
     skip_write: bool,
+    skip_read: bool,
     start: u64,
 }
 
@@ -28,7 +29,7 @@ fn usage(msg: &str) -> ! {
     eprintln!("bench: {msg}");
     eprintln!(
         "usage: bench [--path FILE] [--count N] [--batch-size B] [--value-size V] \
-         [--write-mode seq|rnd] [--start-rev R] [--no-sync] [--skip-write]"
+         [--write-mode seq|rnd] [--start-rev R] [--no-sync] [--skip-write] [--skip-read]"
     );
     std::process::exit(2)
 }
@@ -42,6 +43,7 @@ fn parse() -> Args {
         random: false,
         no_sync: false,
         skip_write: false,
+        skip_read: false,
         start: 1,
     };
     let mut it = std::env::args().skip(1);
@@ -49,6 +51,10 @@ fn parse() -> Args {
         let flag = flag.trim_start_matches('-').to_string();
         if flag == "no-sync" {
             a.no_sync = true;
+            continue;
+        }
+        if flag == "skip-read" {
+            a.skip_read = true;
             continue;
         }
         if flag == "skip-write" {
@@ -151,6 +157,10 @@ fn main() {
         rate(a.count, wdur)
     );
 
+    if a.skip_read {
+        println!("stats: {:?}", db.stats());
+        return;
+    }
     let rtx = db.begin_read().expect("begin_read");
     let b = rtx.bucket(b"key").expect("bucket key");
     let t = Instant::now();

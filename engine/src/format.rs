@@ -259,6 +259,20 @@ impl<'a> PageRef<'a> {
         }
     }
 
+    /// Key of leaf element `i`.
+    #[inline]
+    fn leaf_key(&self, i: usize) -> &'a [u8] {
+        let e = PAGE_HEADER_SIZE + i * ELEM_SIZE;
+        self.slice(e + u32_at(self.data, e + 4) as usize, u32_at(self.data, e + 8) as usize)
+    }
+
+    /// Key of branch element `i`.
+    #[inline]
+    fn branch_key(&self, i: usize) -> &'a [u8] {
+        let e = PAGE_HEADER_SIZE + i * ELEM_SIZE;
+        self.slice(e + u32_at(self.data, e) as usize, u32_at(self.data, e + 4) as usize)
+    }
+
     /// Leaf element `i`: (flags, key, value).
     #[inline]
     pub(crate) fn leaf(&self, i: usize) -> (u32, &'a [u8], &'a [u8]) {
@@ -284,7 +298,7 @@ impl<'a> PageRef<'a> {
         let (mut lo, mut hi) = (0usize, self.count());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if self.key(mid) < key {
+            if self.leaf_key(mid) < key {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -300,7 +314,7 @@ impl<'a> PageRef<'a> {
         let (mut lo, mut hi) = (0usize, self.count());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if self.key(mid) <= key {
+            if self.branch_key(mid) <= key {
                 lo = mid + 1;
             } else {
                 hi = mid;

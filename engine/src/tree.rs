@@ -174,9 +174,10 @@ impl Tree {
     /// Materialize the path to the leaf for `key`; returns the leaf's arena index. The
     /// branch nodes passed on the way, with the child position taken, are left in
     /// `self.path` (root first).
-    fn leaf_for(&mut self, ctx: &mut Ctx, key: &[u8]) -> usize {
+    fn leaf_for(&mut self, ctx: &mut Ctx, key: &[u8]) -> (usize, bool) {
         self.dirty = true;
         self.path.clear();
+        let append = self.is_append(ctx, key);
         let mut idx = self.materialize(ctx, self.root);
         self.root = Child::Node(idx);
         while !self.arena[idx].leaf && self.path.len() < 64 {
@@ -185,21 +186,42 @@ impl Tree {
                 self.arena[idx].leaf = true;
                 break;
             }
-            let i = self.arena[idx].branch_index(key);
+            let i = if append {
+                self.arena[idx].inodes.len() - 1
+            } else {
+                self.arena[idx].branch_index(key)
+            };
             let c = self.materialize(ctx, self.arena[idx].inodes[i].child);
             self.arena[idx].inodes[i].child = Child::Node(c);
             self.path.push((idx, i));
             idx = c;
         }
-        idx
+        (idx, append)
+    }
+
+    /// Whether `key` is greater than every key in the tree (the common case of appending
+    /// revisions): then the rightmost path is the right one, found without comparisons.
+    fn is_append(&self, ctx: &Ctx, key: &[u8]) -> bool {
+        let (src, mut v) = self.view(ctx);
+        let mut depth = 0;
+        while !v.is_leaf() && depth < 64 {
+            let n = v.count();
+            if n == 0 {
+                return false;
+            }
+            v = v.child(&src, n - 1);
+            depth += 1;
+        }
+        let n = v.count();
+        n > 0 && v.is_leaf() && v.leaf(n - 1).1 < key
     }
 
     /// Insert or replace `key`. Replacing a bucket with a plain value (or the reverse)
     /// is refused.
     pub(crate) fn put(&mut self, ctx: &mut Ctx, key: Bytes, val: Bytes, flags: u32) -> Result<()> {
-        let leaf = self.leaf_for(ctx, &key);
+        let (leaf, append) = self.leaf_for(ctx, &key);
         let node = &mut self.arena[leaf];
-        let i = node.lower_bound(&key);
+        let i = if append { node.inodes.len() } else { node.lower_bound(&key) };
         if i < node.inodes.len() && node.inodes[i].key == key {
             let old = &mut node.inodes[i];
             if (old.flags ^ flags) & BUCKET_LEAF_FLAG != 0 {
@@ -267,7 +289,7 @@ impl Tree {
     /// Remove `key`; returns the flags of the removed entry.
     pub(crate) fn delete(&mut self, ctx: &mut Ctx, key: &[u8]) -> Option<u32> {
         self.get(ctx, key)?;
-        let leaf = self.leaf_for(ctx, key);
+        let (leaf, _) = self.leaf_for(ctx, key);
         let node = &mut self.arena[leaf];
         let i = node.lower_bound(key);
         if i < node.inodes.len() && node.inodes[i].key.as_ref() == key {
