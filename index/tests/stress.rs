@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::thread;
 
 use bytes::Bytes;
-use cairn_index::{Error, Index, Revision};
+use cairn_index::{Error, Index, KeyAt, Revision};
 use common::Model;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -41,9 +41,12 @@ struct Write {
 
 struct Read {
     at: i64,
+    range: (&'static [u8], &'static [u8]),
     keys: Vec<Bytes>,
     revs: Vec<Revision>,
     count: usize,
+    /// A point read of a shared key at the same revision.
+    point: (Vec<u8>, Option<KeyAt>),
 }
 
 struct Shared {
@@ -127,25 +130,26 @@ fn reader(shared: &Shared, id: usize) -> Vec<Read> {
             continue;
         }
         let at = rng.gen_range(low.max(1)..=high);
-        let (start, end): (&[u8], &[u8]) = match rng.gen_range(0..3) {
+        let (start, end): (&'static [u8], &'static [u8]) = match rng.gen_range(0..3) {
             0 => (b"\0", b"\0"),
             1 => (b"shared/", b"shared0"),
             _ => (b"own2/", b"\0"),
         };
         let (keys, revs) = shared.index.range(start, end, at);
         let count = shared.index.count_revisions(b"\0", b"\0", at);
+        let point_key = format!("shared/{:02}", rng.gen_range(0..24)).into_bytes();
+        let point = shared.index.get(&point_key, at).ok();
         // A compaction above `at` that started meanwhile voids the read (the store would
         // have refused it).
         if shared.compacted.load(SeqCst) <= at && reads.len() < 3000 {
-            // Only full-range reads are recorded, so they can be checked as a whole.
-            if start == b"\0" {
-                reads.push(Read {
-                    at,
-                    keys,
-                    revs,
-                    count,
-                });
-            }
+            reads.push(Read {
+                at,
+                range: (start, end),
+                keys,
+                revs,
+                count,
+                point: (point_key, point),
+            });
         }
     }
     reads
@@ -262,9 +266,22 @@ fn concurrent_run_equals_serial_replay() {
     assert_eq!(shared.index.len(), serial.len());
 
     for r in &reads {
-        let (keys, revs) = full.range(b"\0", b"\0", r.at);
-        assert_eq!((&r.keys, &r.revs), (&keys, &revs), "range read at {}", r.at);
-        assert_eq!(r.count, keys.len(), "count at {}", r.at);
+        let (start, end) = r.range;
+        let (keys, revs) = full.range(start, end, r.at);
+        assert_eq!(
+            (&r.keys, &r.revs),
+            (&keys, &revs),
+            "range {start:?}..{end:?} at {}",
+            r.at
+        );
+        assert_eq!(
+            r.count,
+            full.count_revisions(b"\0", b"\0", r.at),
+            "count at {}",
+            r.at
+        );
+        let (key, got) = &r.point;
+        assert_eq!(got, &full.get(key, r.at).ok(), "get {key:?} at {}", r.at);
     }
     let deletes = writes.iter().filter(|w| w.tombstone && w.ok).count();
     assert!(deletes > 0, "no successful delete");
