@@ -43,6 +43,26 @@
 //!
 //! Puts to one key must come with increasing revisions ([`Error::StaleRevision`]
 //! otherwise); the store's single apply loop guarantees it.
+//!
+//! # Example
+//! ```
+//! use cairn_index::{Error, Index, Revision};
+//!
+//! let index = Index::new();
+//! index.put(b"foo", Revision::new(2, 0)).unwrap();
+//! index.put(b"fop", Revision::new(3, 0)).unwrap();
+//! index.tombstone(b"foo", Revision::new(4, 0)).unwrap();
+//!
+//! assert_eq!(index.get(b"foo", 3).unwrap().modified, Revision::new(2, 0));
+//! assert_eq!(index.get(b"foo", 4), Err(Error::RevisionNotFound));
+//! // Prefix "fo": end is the prefix with its last byte incremented.
+//! let (revs, total) = index.revisions(b"fo", b"fp", 3, 0);
+//! assert_eq!((revs, total), (vec![Revision::new(2, 0), Revision::new(3, 0)], 2));
+//! assert_eq!(index.count_revisions(b"fo", b"\0", 4), 1);
+//!
+//! let keep = index.compact(4);
+//! assert!(keep.contains(&Revision::new(4, 0))); // the tombstone at the compaction revision
+//! ```
 
 mod dump;
 mod error;
