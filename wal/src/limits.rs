@@ -29,6 +29,16 @@ pub const BATCH_BUFFERS_MAX: usize = 1024;
 /// waiter of a batch pays for the callers who joined after it.
 pub const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// While gathering a batch, the writer waits for stragglers at most this fraction of the
+/// previous write + fdatasync's duration (so at most ~12% added latency)...
+pub const GATHER_WAIT_FRACTION: u32 = 8;
+
+/// ...and never longer than this, whatever the disk's speed.
+pub const GATHER_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// How often the writer looks at the queue again while waiting for stragglers.
+pub const GATHER_POLL: std::time::Duration = std::time::Duration::from_micros(20);
+
 /// Capacity of the request queue between callers and the writer thread. Callers wait (or
 /// block) when it is full, which is the log's back-pressure.
 pub const QUEUE_REQUESTS_MAX: usize = 8192;

@@ -21,7 +21,7 @@ use crate::limits::{
 };
 use crate::record::{Record, HARD_STATE_PAYLOAD_BYTES, SNAPSHOT_PAYLOAD_BYTES};
 use crate::scan::{recover, Replay, SegmentState};
-use crate::segment::{create_segment, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::segment::{create_segment, sync_directory, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::sys;
 use crate::writer::{Request, Shared, Writer, WriterState};
 
@@ -112,8 +112,7 @@ impl Wal {
                  [{SEGMENT_BYTES_MIN}, {SEGMENT_BYTES_MAX}]"
             )));
         }
-        fs::create_dir_all(directory)
-            .map_err(|e| Error::io(format!("creating {}", directory.display()), e))?;
+        create_directory(directory)?;
         let lock = lock_directory(directory)?;
         let (state, replay) = match recover(directory)? {
             Some(recovered) => {
@@ -314,6 +313,20 @@ impl std::fmt::Debug for Wal {
             .field("stats", &self.stats())
             .finish()
     }
+}
+
+/// Creates the log directory if needed and makes its creation durable (fsync of the
+/// parent), so acknowledged records can never vanish with a directory entry.
+fn create_directory(directory: &Path) -> Result<(), Error> {
+    if directory.is_dir() {
+        return Ok(());
+    }
+    let context = || format!("creating {}", directory.display());
+    fs::create_dir_all(directory).map_err(|e| Error::io(context(), e))?;
+    if let Some(parent) = directory.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_directory(parent).map_err(|e| Error::io(context(), e))?;
+    }
+    Ok(())
 }
 
 /// Takes the directory's `LOCK` file so two logs never write the same directory.

@@ -11,6 +11,7 @@ use std::io::{self, IoSlice};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Error;
 use crate::frame::{frame_records, seal_chunk, Chain};
 use crate::io::WalIo;
-use crate::limits::{BATCH_BUFFERS_MAX, BATCH_BYTES_MAX, POOL_BUFFERS_MAX, POOL_BUFFER_BYTES_MAX};
+use crate::limits::{
+    BATCH_BUFFERS_MAX, BATCH_BYTES_MAX, GATHER_POLL, GATHER_WAIT_FRACTION, GATHER_WAIT_MAX,
+    POOL_BUFFERS_MAX, POOL_BUFFER_BYTES_MAX,
+};
 use crate::record::{read_u64, HardState, Kind, Record, SnapshotMarker};
 use crate::scan::SegmentState;
 use crate::segment::{create_segment, sync_directory, SegmentHeader};
@@ -127,6 +131,11 @@ pub(crate) struct Writer {
     batch_first_sequence: u64,
     /// Requests completed by the batch's fdatasync.
     waiters: Vec<Done>,
+    /// Requests the previous batch completed, and how long its write + fdatasync took.
+    previous_batch_requests: usize,
+    previous_write_duration: Duration,
+    /// When the writer first found the queue empty while gathering the current batch.
+    gather_started: Option<Instant>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -146,6 +155,9 @@ impl Writer {
             pending_records: 0,
             batch_first_sequence,
             waiters: Vec::new(),
+            previous_batch_requests: 0,
+            previous_write_duration: Duration::ZERO,
+            gather_started: None,
         }
     }
 
@@ -163,7 +175,11 @@ impl Writer {
                 match queue.try_recv() {
                     Ok(request) => request,
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        self.flush();
+                        if self.worth_waiting() {
+                            std::thread::sleep(GATHER_POLL);
+                        } else {
+                            self.flush();
+                        }
                         continue;
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
@@ -174,6 +190,20 @@ impl Writer {
             }
         }
         self.flush();
+    }
+
+    /// Whether to wait a little for more appends before writing. After a batch completes,
+    /// its callers need a moment to queue their next appends; writing at once would split
+    /// them over two batches (and two fdatasyncs). So while fewer requests are pending than
+    /// the previous batch carried, wait up to a fraction of the previous write's duration.
+    /// With a single appender this never waits.
+    fn worth_waiting(&mut self) -> bool {
+        if self.waiters.len() >= self.previous_batch_requests {
+            return false;
+        }
+        let started = *self.gather_started.get_or_insert_with(Instant::now);
+        let patience = (self.previous_write_duration / GATHER_WAIT_FRACTION).min(GATHER_WAIT_MAX);
+        started.elapsed() < patience
     }
 
     fn handle(&mut self, request: Request) -> Flow {
@@ -282,10 +312,15 @@ impl Writer {
     /// Writes and syncs the pending batch, then completes its waiters.
     fn flush(&mut self) {
         let waiters = std::mem::take(&mut self.waiters);
+        self.gather_started = None;
         let outcome = if self.pending.is_empty() {
             self.shared.poisoned().map_or(Ok(()), Err)
         } else {
-            self.write_pending()
+            let started = Instant::now();
+            let outcome = self.write_pending();
+            self.previous_write_duration = started.elapsed();
+            self.previous_batch_requests = waiters.len();
+            outcome
         };
         for waiter in waiters {
             let result = match &outcome {
