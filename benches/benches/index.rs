@@ -14,6 +14,10 @@
 //!   after each configuration.
 //! - `index/range_no_writer/{skiplist,btree_rwlock}/{1,2}`: the same reads without the
 //!   writer, as reference points for what the writer costs the readers.
+//! - `index/put_during_big_ranges/{skiplist,btree_rwlock}/{readers}`: the writer's put
+//!   rate while 1 or 2 readers run range reads of 10 000 keys (a Kubernetes-style list)
+//!   without pause: with one lock, each big read holds the writer off for its whole
+//!   duration.
 //! - `index/put/{skiplist,btree_rwlock}`: single-threaded puts to existing keys.
 //! - `index/get/{skiplist,btree_rwlock}`: single-threaded point reads at the latest
 //!   revision.
@@ -40,6 +44,7 @@ use rand::{Rng, SeedableRng};
 const KEYS: usize = 50_000;
 const REVS_PER_KEY: usize = 4;
 const RANGE_LEN: usize = 100;
+const BIG_RANGE: usize = 10_000;
 const THREADS: [usize; 4] = [1, 2, 4, 8];
 
 fn key(i: usize) -> Vec<u8> {
@@ -68,11 +73,14 @@ impl RevIndex for Index {
     }
 }
 
+/// A key's revisions, each with its tombstone flag.
+type History = Vec<(Revision, bool)>;
+
 /// The single-lock baseline: every key's revisions (with a tombstone flag) in one
 /// `BTreeMap` behind one reader-writer lock.
 #[derive(Default)]
 struct Baseline {
-    map: RwLock<BTreeMap<Vec<u8>, Vec<(Revision, bool)>>>,
+    map: RwLock<BTreeMap<Vec<u8>, History>>,
 }
 
 impl Baseline {
@@ -255,6 +263,83 @@ fn bench_one<T: RevIndex>(
     }
 }
 
+/// Times `iters` puts by the calling thread while `readers` threads run big range reads
+/// (`BIG_RANGE` keys each, like a Kubernetes list) without pause.
+/// `reads` receives the number of big reads completed meanwhile.
+fn puts_during_big_ranges<T: RevIndex>(
+    data: &Loaded<T>,
+    readers: usize,
+    iters: u64,
+    reads: &AtomicU64,
+) -> Duration {
+    let stop = AtomicBool::new(false);
+    let start = Barrier::new(readers + 1);
+    thread::scope(|s| {
+        for t in 0..readers {
+            let (stop, start) = (&stop, &start);
+            s.spawn(move || {
+                let mut rng = StdRng::seed_from_u64(t as u64);
+                start.wait();
+                let mut done = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let i = rng.gen_range(0..KEYS - BIG_RANGE);
+                    let at = data.current.load(Ordering::Acquire);
+                    let n = data
+                        .index
+                        .range(&data.keys[i], &data.keys[i + BIG_RANGE], at);
+                    assert_eq!(n, BIG_RANGE);
+                    done += 1;
+                }
+                reads.fetch_add(done, Ordering::Relaxed);
+            });
+        }
+        let mut rng = StdRng::seed_from_u64(0x3817);
+        start.wait();
+        let t0 = Instant::now();
+        for _ in 0..iters {
+            let rev = data.current.load(Ordering::Relaxed) + 1;
+            data.index
+                .put(&data.keys[rng.gen_range(0..KEYS)], Revision::new(rev, 0));
+            data.current.store(rev, Ordering::Release);
+        }
+        let elapsed = t0.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        elapsed
+    })
+}
+
+fn put_during_big_ranges(c: &mut Criterion) {
+    let mut g = c.benchmark_group("index/put_during_big_ranges");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(1));
+    for readers in [1, 2] {
+        big_one(&mut g, "skiplist", readers, load(Index::new()));
+        big_one(&mut g, "btree_rwlock", readers, load(Baseline::default()));
+    }
+    g.finish();
+}
+
+fn big_one<T: RevIndex>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    readers: usize,
+    data: Loaded<T>,
+) {
+    let reads = AtomicU64::new(0);
+    let mut busy = Duration::ZERO;
+    g.bench_with_input(BenchmarkId::new(name, readers), &readers, |b, &r| {
+        b.iter_custom(|iters| {
+            let d = puts_during_big_ranges(&data, r, iters, &reads);
+            busy += d;
+            d
+        })
+    });
+    let rate = reads.load(Ordering::Relaxed) as f64 / busy.as_secs_f64().max(1e-9);
+    eprintln!("    big reads during {name}/{readers}: {rate:.0} reads/s (all readers)");
+}
+
 fn single_thread(c: &mut Criterion) {
     let mut g = c.benchmark_group("index");
     g.sample_size(20)
@@ -287,5 +372,10 @@ fn single_thread(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, range_with_writer, single_thread);
+criterion_group!(
+    benches,
+    range_with_writer,
+    put_during_big_ranges,
+    single_thread
+);
 criterion_main!(benches);
