@@ -142,8 +142,10 @@ pub(crate) fn grow_len(current: u64, needed: u64, ps: u64) -> u64 {
     n.div_ceil(ps) * ps
 }
 
-/// A database file. Cheap to share (`Send + Sync`); many read transactions, one write
-/// transaction at a time.
+/// A database file. `Send + Sync` and cheap to clone (clones share one open file); many
+/// read transactions, one write transaction at a time. The file stays open (and locked)
+/// until every clone and every read transaction is dropped.
+#[derive(Clone)]
 pub struct Db {
     pub(crate) inner: Arc<Inner>,
 }

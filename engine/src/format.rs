@@ -263,14 +263,20 @@ impl<'a> PageRef<'a> {
     #[inline]
     fn leaf_key(&self, i: usize) -> &'a [u8] {
         let e = PAGE_HEADER_SIZE + i * ELEM_SIZE;
-        self.slice(e + u32_at(self.data, e + 4) as usize, u32_at(self.data, e + 8) as usize)
+        self.slice(
+            e + u32_at(self.data, e + 4) as usize,
+            u32_at(self.data, e + 8) as usize,
+        )
     }
 
     /// Key of branch element `i`.
     #[inline]
     fn branch_key(&self, i: usize) -> &'a [u8] {
         let e = PAGE_HEADER_SIZE + i * ELEM_SIZE;
-        self.slice(e + u32_at(self.data, e) as usize, u32_at(self.data, e + 4) as usize)
+        self.slice(
+            e + u32_at(self.data, e) as usize,
+            u32_at(self.data, e + 4) as usize,
+        )
     }
 
     /// Leaf element `i`: (flags, key, value).

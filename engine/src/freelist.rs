@@ -13,8 +13,32 @@
 //! by the engine outside these sets; only reusable pages live here.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::format::Pgid;
+
+/// Hasher for page ids and lengths: one multiply (Fibonacci hashing). Keys are trusted
+/// integers, so no DoS-resistant hashing is needed.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // The product's high bits are the well-mixed ones; hashbrown indexes buckets with
+        // the low bits, so move them down.
+        self.0.rotate_left(26)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// A set of free pages that can hand out contiguous runs.
 pub trait Freelist: Default + Send {
@@ -58,11 +82,11 @@ pub trait Freelist: Default + Send {
 #[derive(Default, Debug, Clone)]
 pub struct SpanFreelist {
     /// start → (length, position of `start` in `by_len[length]`).
-    by_start: HashMap<Pgid, (u64, usize)>,
+    by_start: IdMap<Pgid, (u64, usize)>,
     /// last page of a span → its start.
-    by_end: HashMap<Pgid, Pgid>,
+    by_end: IdMap<Pgid, Pgid>,
     /// length → starts of spans with that length.
-    by_len: HashMap<u64, Vec<Pgid>>,
+    by_len: IdMap<u64, Vec<Pgid>>,
     /// Distinct lengths present (non-empty `by_len` entries).
     lens: BTreeSet<u64>,
     count: u64,

@@ -221,7 +221,11 @@ impl Tree {
     pub(crate) fn put(&mut self, ctx: &mut Ctx, key: Bytes, val: Bytes, flags: u32) -> Result<()> {
         let (leaf, append) = self.leaf_for(ctx, &key);
         let node = &mut self.arena[leaf];
-        let i = if append { node.inodes.len() } else { node.lower_bound(&key) };
+        let i = if append {
+            node.inodes.len()
+        } else {
+            node.lower_bound(&key)
+        };
         if i < node.inodes.len() && node.inodes[i].key == key {
             let old = &mut node.inodes[i];
             if (old.flags ^ flags) & BUCKET_LEAF_FLAG != 0 {

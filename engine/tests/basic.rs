@@ -121,3 +121,40 @@ fn big_transaction_random_order() {
         assert_eq!(b.get(&i.to_be_bytes()), Some(&i.to_le_bytes()[..]));
     }
 }
+
+#[test]
+fn handles_are_thread_safe() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send_static<T: Send + 'static>() {}
+    send_sync::<Db>();
+    send_static::<cairn_engine::ReadTx>();
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let mut tx = db.begin_write().unwrap();
+    tx.create_bucket(b"key").unwrap().put(b"a", b"1").unwrap();
+    tx.commit().unwrap();
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    let r = db.begin_read().unwrap();
+                    let v = r.bucket(b"key").unwrap().get(b"a").unwrap().to_vec();
+                    assert!(v == b"1" || v == b"2", "{v:?}");
+                }
+            })
+        })
+        .collect();
+    for i in 0..20 {
+        let mut tx = db.begin_write().unwrap();
+        let mut b = tx.bucket_mut(b"key").unwrap();
+        b.put(b"a", if i % 2 == 0 { b"2" } else { b"1" }).unwrap();
+        b.put(&[i as u8 + 1; 3], &[0; 700]).unwrap();
+        tx.commit().unwrap();
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert_eq!(db.check(), vec![]);
+}
