@@ -22,6 +22,7 @@ struct Args {
     no_sync: bool,
     skip_write: bool,
     skip_read: bool,
+    no_freelist_sync: bool,
     start: u64,
 }
 
@@ -29,7 +30,7 @@ fn usage(msg: &str) -> ! {
     eprintln!("bench: {msg}");
     eprintln!(
         "usage: bench [--path FILE] [--count N] [--batch-size B] [--value-size V] \
-         [--write-mode seq|rnd] [--start-rev R] [--no-sync] [--skip-write] [--skip-read]"
+         [--write-mode seq|rnd] [--start-rev R] [--no-sync] [--skip-write] [--skip-read] [--no-freelist-sync]"
     );
     std::process::exit(2)
 }
@@ -44,6 +45,7 @@ fn parse() -> Args {
         no_sync: false,
         skip_write: false,
         skip_read: false,
+        no_freelist_sync: false,
         start: 1,
     };
     let mut it = std::env::args().skip(1);
@@ -51,6 +53,10 @@ fn parse() -> Args {
         let flag = flag.trim_start_matches('-').to_string();
         if flag == "no-sync" {
             a.no_sync = true;
+            continue;
+        }
+        if flag == "no-freelist-sync" {
+            a.no_freelist_sync = true;
             continue;
         }
         if flag == "skip-read" {

@@ -81,6 +81,8 @@ pub(crate) struct Walker<'a> {
     hw: Pgid,
     state: Vec<u8>,
     pub errors: Vec<CheckError>,
+    /// Check key order too (off when only reachability is needed, e.g. at open).
+    pub keys: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -90,6 +92,7 @@ impl<'a> Walker<'a> {
             hw: meta.pgid,
             state: vec![NONE; meta.pgid as usize],
             errors: Vec::new(),
+            keys: true,
         }
     }
 
@@ -204,7 +207,9 @@ impl<'a> Walker<'a> {
         if p.count() == 0 && !root {
             self.errors.push(CheckError::EmptyPage { pgid });
         }
-        self.check_keys(pgid, p, lo, hi);
+        if self.keys {
+            self.check_keys(pgid, p, lo, hi);
+        }
         if p.is_branch() {
             for i in 0..p.count() {
                 let k = p.key(i);
@@ -251,7 +256,9 @@ impl<'a> Walker<'a> {
             let h = BucketHeader::decode(v);
             if h.root == 0 {
                 let inline = PageRef::new(v.get(BUCKET_HEADER_SIZE..).unwrap_or(&[]));
-                self.check_keys(p.id(), inline, None, None);
+                if self.keys {
+                    self.check_keys(p.id(), inline, None, None);
+                }
                 self.walk_buckets(inline, depth + 1);
             } else {
                 self.walk_tree(h.root, None, None, depth + 1, true);

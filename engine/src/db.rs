@@ -217,6 +217,7 @@ impl Db {
             };
             let ids = if meta.freelist == PGID_NO_FREELIST {
                 let mut w = Walker::new(src, &meta);
+                w.keys = false;
                 w.walk(&meta);
                 w.unreachable()
             } else {

@@ -158,3 +158,58 @@ fn handles_are_thread_safe() {
     }
     assert_eq!(db.check(), vec![]);
 }
+
+#[test]
+fn freelist_not_persisted_is_rebuilt_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let no_fl = Options {
+        no_sync: true,
+        no_freelist_sync: true,
+        ..Options::default()
+    };
+    let with_fl = Options {
+        no_sync: true,
+        ..Options::default()
+    };
+    // Start with a persisted freelist, then switch it off, then on again.
+    for (round, o) in [&with_fl, &no_fl, &no_fl, &with_fl, &no_fl]
+        .into_iter()
+        .enumerate()
+    {
+        let db = Db::open(&path, o.clone()).unwrap();
+        assert_eq!(db.check(), vec![], "round {round} after open");
+        let mut tx = db.begin_write().unwrap();
+        let mut b = tx.create_bucket_if_not_exists(b"key").unwrap();
+        for i in 0..3000u32 {
+            if (i + round as u32) % 3 == 0 {
+                b.delete(&i.to_be_bytes()).unwrap();
+            } else {
+                b.put(&i.to_be_bytes(), &[round as u8; 40]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        assert_eq!(db.check(), vec![], "round {round} after commit");
+        let before = db.stats();
+        drop(db);
+        let db = Db::open(&path, o.clone()).unwrap();
+        let after = db.stats();
+        // After a restart every pending page is free.
+        assert_eq!(
+            after.free_pages,
+            before.free_pages + before.pending_pages,
+            "round {round}"
+        );
+        assert_eq!(after.high_water, before.high_water);
+        let r = db.begin_read().unwrap();
+        let b = r.bucket(b"key").unwrap();
+        for i in 0..3000u32 {
+            let want = (i + round as u32) % 3 != 0;
+            assert_eq!(
+                b.get(&i.to_be_bytes()).is_some(),
+                want,
+                "round {round} key {i}"
+            );
+        }
+    }
+}
