@@ -1,0 +1,979 @@
+//! `cairn-bench compare`: starts a baseline (etcd) and a candidate (Cairn) with
+//! the same flags and fresh data directories on free loopback ports, runs the
+//! workload matrix against each in turn (alternating which goes first), samples
+//! the servers' CPU time and peak RSS from `/proc`, and writes a Markdown report
+//! with a chart beside it.
+//!
+//! Clusters are described by a member count; today's reports are single-member
+//! (Cairn has no multi-member support yet), and the report says so.
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Consistency, GlobalOpts, PutArgs, RangeArgs, TxnCasArgs, WatchLatencyArgs};
+use crate::conn::{flag_err, wait_ready, BenchError, Pool};
+use crate::procstat;
+use crate::report::Summary;
+use crate::svg;
+use crate::workloads::{self, Ctx};
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Baseline server binary (default: etcd 3.5.1 from target/testdeps/etcd-3.5.1, else `etcd` on PATH)
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Candidate server binary (default: the workspace's `cairn`, built with `cargo build --release`)
+    #[arg(long)]
+    pub candidate: Option<PathBuf>,
+    /// Do not build `cairn`; use the binary already in the target directory
+    #[arg(long = "no-build")]
+    pub no_build: bool,
+    /// Members per cluster (single member for now; 3 needs Cairn's cluster support)
+    #[arg(long, default_value_t = 1)]
+    pub members: usize,
+    /// Multiplies every request total (e.g. 0.1 for a quick smoke run)
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Keys under the prefix that the LIST workload pages through
+    #[arg(long = "list-keys", default_value_t = 100_000)]
+    pub list_keys: u64,
+    /// Only run workloads whose name contains this text
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Report file (default: perf/reports/<UTC date>.md); the chart goes beside it as .svg
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Keep the servers' data directories and logs (their path is printed)
+    #[arg(long = "keep-data")]
+    pub keep_data: bool,
+}
+
+/// The repository root (this crate's parent directory at build time).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// etcd 3.5.1 as `scripts/install-test-deps.sh` installs it, else `etcd` on PATH.
+pub fn default_etcd() -> Option<PathBuf> {
+    let p = repo_root().join("target/testdeps/etcd-3.5.1/etcd");
+    if p.exists() {
+        return Some(p);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("etcd"))
+            .find(|p| p.exists())
+    })
+}
+
+fn cairn_binary(no_build: bool) -> Result<PathBuf, BenchError> {
+    let root = repo_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release/cairn");
+    if !no_build {
+        eprintln!("compare: building cairn (cargo build --release -p cairn-server --bin cairn)");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "--release", "-p", "cairn-server", "--bin", "cairn"])
+            .current_dir(&root)
+            .status()
+            .map_err(|e| BenchError::Server(format!("cannot run cargo: {e}")))?;
+        if !st.success() {
+            return Err(BenchError::Server(format!("building cairn failed ({st})")));
+        }
+    }
+    if !bin.exists() {
+        return Err(BenchError::Server(format!(
+            "{} not found (build it, or pass --candidate PATH)",
+            bin.display()
+        )));
+    }
+    Ok(bin)
+}
+
+fn version_of(bin: &Path) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).to_string()
+                + &String::from_utf8_lossy(&o.stderr);
+            text.lines().next().map(|l| l.trim().to_string())
+        })
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "version unknown".into())
+}
+
+/// A short name for a binary: "etcd 3.5.1", "cairn 0.1.0".
+fn short_name(bin: &Path, version: &str) -> String {
+    let file = bin
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_else(|| "server".into());
+    let ver = version
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .unwrap_or("");
+    format!("{file} {ver}").trim().to_string()
+}
+
+fn free_port() -> Result<u16, BenchError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One running cluster of `members` processes of one binary.
+pub struct Cluster {
+    pub name: String,
+    pub version: String,
+    pub bin: PathBuf,
+    procs: Vec<Child>,
+    pub endpoints: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `members` members with etcd's flags under `dir`, and waits until
+    /// each answers Maintenance.Status.
+    pub async fn start(bin: &Path, members: usize, dir: &Path) -> Result<Cluster, BenchError> {
+        let version = version_of(bin);
+        let name = short_name(bin, &version);
+        std::fs::create_dir_all(dir)?;
+        let mut client_ports = Vec::new();
+        let mut peer_ports = Vec::new();
+        for _ in 0..members {
+            client_ports.push(free_port()?);
+            peer_ports.push(free_port()?);
+        }
+        let initial_cluster = (0..members)
+            .map(|i| format!("m{i}=http://127.0.0.1:{}", peer_ports[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            name,
+            version,
+            bin: bin.to_path_buf(),
+            procs: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        for i in 0..members {
+            let client = format!("http://127.0.0.1:{}", client_ports[i]);
+            let peer = format!("http://127.0.0.1:{}", peer_ports[i]);
+            let log = std::fs::File::create(dir.join(format!("m{i}.log")))?;
+            let child = Command::new(bin)
+                .args(["--name", &format!("m{i}")])
+                .arg("--data-dir")
+                .arg(dir.join(format!("m{i}.etcd")))
+                .args(["--listen-client-urls", &client])
+                .args(["--advertise-client-urls", &client])
+                .args(["--listen-peer-urls", &peer])
+                .args(["--initial-advertise-peer-urls", &peer])
+                .args(["--initial-cluster", &initial_cluster])
+                .args(["--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", "cairn-bench"])
+                .args(["--log-level", "warn"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| BenchError::Server(format!("cannot start {}: {e}", bin.display())))?;
+            cluster.procs.push(child);
+            cluster
+                .endpoints
+                .push(format!("127.0.0.1:{}", client_ports[i]));
+        }
+        for (i, ep) in cluster.endpoints.clone().iter().enumerate() {
+            let ready = wait_ready(ep, Duration::from_secs(30)).await;
+            if let Err(e) = ready {
+                let status = cluster.procs[i].try_wait().ok().flatten();
+                let log =
+                    std::fs::read_to_string(dir.join(format!("m{i}.log"))).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Err(BenchError::Server(format!(
+                    "{} member m{i} did not become ready on {ep} ({}; last error: {e}); log tail:\n{}",
+                    cluster.name,
+                    status.map(|s| format!("exited: {s}")).unwrap_or_else(|| "still running".into()),
+                    tail.join("\n")
+                )));
+            }
+        }
+        Ok(cluster)
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(Child::id).collect()
+    }
+
+    /// CPU time of all members so far.
+    pub fn cpu(&self) -> Duration {
+        self.pids()
+            .into_iter()
+            .filter_map(|p| procstat::cpu_time(Some(p)).ok())
+            .sum()
+    }
+
+    /// Sum over members of each one's peak RSS.
+    pub fn peak_rss(&self) -> u64 {
+        self.pids()
+            .into_iter()
+            .filter_map(|p| procstat::peak_rss(p).ok())
+            .sum()
+    }
+
+    /// Whether every member still runs.
+    fn alive(&mut self) -> bool {
+        self.procs
+            .iter_mut()
+            .all(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn stop(&mut self) {
+        for c in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.procs.clear();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One workload of the matrix.
+#[derive(Clone, Debug)]
+enum Work {
+    Put { val: usize, total: u64 },
+    Range { serializable: bool, total: u64 },
+    Cas { total: u64 },
+    List { total: u64 },
+    WatchLatency { put_total: u64 },
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    name: String,
+    clients: usize,
+    work: Work,
+}
+
+fn scaled(n: u64, scale: f64) -> u64 {
+    ((n as f64 * scale).round() as u64).max(1)
+}
+
+/// The default matrix: puts at 1/16/100 clients with 256 B and 4 KiB values,
+/// linearizable and serializable point reads at 1 and 100 clients, a
+/// compare-and-swap txn, a LIST page of 500 keys out of `list_keys`, and watch latency.
+fn matrix(scale: f64, list_keys: u64) -> Vec<Case> {
+    let s = |n| scaled(n, scale);
+    let mut v = Vec::new();
+    for (val, label) in [(256usize, "256 B"), (4096, "4 KiB")] {
+        for (clients, total) in [(1usize, 2_000u64), (16, 8_000), (100, 16_000)] {
+            v.push(Case {
+                name: format!("put {label}, {clients} clients"),
+                clients,
+                work: Work::Put {
+                    val,
+                    total: s(total),
+                },
+            });
+        }
+    }
+    for (serializable, label) in [(false, "linearizable"), (true, "serializable")] {
+        for (clients, total) in [(1usize, 4_000u64), (100, 30_000)] {
+            v.push(Case {
+                name: format!("range {label}, {clients} clients"),
+                clients,
+                work: Work::Range {
+                    serializable,
+                    total: s(total),
+                },
+            });
+        }
+    }
+    v.push(Case {
+        name: "txn CAS (k8s update), 16 clients".into(),
+        clients: 16,
+        work: Work::Cas { total: s(8_000) },
+    });
+    v.push(Case {
+        name: format!("LIST 500 of {list_keys} keys, 4 clients"),
+        clients: 4,
+        work: Work::List { total: s(400) },
+    });
+    v.push(Case {
+        name: "watch latency, 100 watchers".into(),
+        clients: 1,
+        work: Work::WatchLatency { put_total: s(500) },
+    });
+    v
+}
+
+const RANGE_KEY: &str = "/bench/range/key";
+const LIST_PREFIX: &str = "/registry/pods/default/";
+
+/// Figures of one workload against one server.
+#[derive(Clone, Debug, Default)]
+struct Row {
+    requests: u64,
+    errors: u64,
+    error_codes: String,
+    qps: f64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    avg_ms: f64,
+    server_cpu_us: f64,
+    client_cpu_us: f64,
+}
+
+fn row_of(s: &Summary, server_cpu: Duration) -> Row {
+    let n = (s.rec.count() + s.rec.error_count()).max(1);
+    Row {
+        requests: s.rec.count(),
+        errors: s.rec.error_count(),
+        error_codes: s
+            .rec
+            .errors()
+            .iter()
+            .map(|(k, e)| format!("{k}×{}", e.count))
+            .collect::<Vec<_>>()
+            .join(", "),
+        qps: s.requests_per_sec(),
+        p50_ms: s.rec.percentile(50.0).map(|d| d.as_secs_f64() * 1e3),
+        p99_ms: s.rec.percentile(99.0).map(|d| d.as_secs_f64() * 1e3),
+        avg_ms: s.rec.average_secs() * 1e3,
+        server_cpu_us: server_cpu.as_secs_f64() * 1e6 / n as f64,
+        client_cpu_us: s.client_cpu_us_per_request(),
+    }
+}
+
+async fn prepare(
+    cluster: &Cluster,
+    list_keys: u64,
+    cancel: &CancellationToken,
+) -> Result<Duration, BenchError> {
+    let g = globals(&cluster.endpoints, 64);
+    let pool = Pool::connect(&g).await?;
+    let value: Bytes = vec![b'v'; 256].into();
+    workloads::seed(
+        &pool,
+        vec![(RANGE_KEY.as_bytes().to_vec(), value.clone())],
+        1,
+        cancel,
+    )
+    .await?;
+    let t = Instant::now();
+    let items = (0..list_keys)
+        .map(|i| {
+            (
+                format!("{LIST_PREFIX}pod-{i:07}").into_bytes(),
+                value.clone(),
+            )
+        })
+        .collect();
+    workloads::seed(&pool, items, 64, cancel).await?;
+    Ok(t.elapsed())
+}
+
+fn globals(endpoints: &[String], clients: usize) -> GlobalOpts {
+    GlobalOpts {
+        endpoints: endpoints.to_vec(),
+        conns: clients.clamp(1, 10),
+        clients,
+        precise: false,
+        target_leader: false,
+        user: None,
+        cert: None,
+        key: None,
+        cacert: None,
+        dial_timeout: Duration::from_secs(5),
+        output: None,
+        json: false,
+    }
+}
+
+async fn run_case(
+    case: &Case,
+    cluster: &Cluster,
+    list_keys: u64,
+    cancel: &CancellationToken,
+) -> Result<Row, BenchError> {
+    let g = globals(&cluster.endpoints, case.clients);
+    let ctx = Ctx {
+        pool: Pool::connect(&g).await?,
+        clients: case.clients,
+        cancel: cancel.clone(),
+        quiet: true,
+    };
+    let cpu0 = cluster.cpu();
+    let summaries = match &case.work {
+        Work::Put { val, total } => {
+            workloads::put(
+                &ctx,
+                &PutArgs {
+                    key_size: 8,
+                    val_size: *val,
+                    rate: 0,
+                    total: *total,
+                    key_space_size: 100_000,
+                    sequential_keys: false,
+                },
+            )
+            .await?
+        }
+        Work::Range {
+            serializable,
+            total,
+        } => {
+            workloads::range(
+                &ctx,
+                &RangeArgs {
+                    key: Some(RANGE_KEY.into()),
+                    end: None,
+                    rate: 0,
+                    total: *total,
+                    consistency: if *serializable {
+                        Consistency::S
+                    } else {
+                        Consistency::L
+                    },
+                    limit: 0,
+                    count_only: false,
+                    keys_only: false,
+                    prefix: false,
+                },
+            )
+            .await?
+        }
+        Work::Cas { total } => {
+            workloads::txn_cas(
+                &ctx,
+                &TxnCasArgs {
+                    key_size: 8,
+                    val_size: 256,
+                    rate: 0,
+                    total: *total,
+                    key_space_size: 1000,
+                },
+            )
+            .await?
+        }
+        Work::List { total } => {
+            let _ = list_keys;
+            workloads::range(
+                &ctx,
+                &RangeArgs {
+                    key: Some(LIST_PREFIX.into()),
+                    end: None,
+                    rate: 0,
+                    total: *total,
+                    consistency: Consistency::L,
+                    limit: 500,
+                    count_only: false,
+                    keys_only: false,
+                    prefix: true,
+                },
+            )
+            .await?
+        }
+        Work::WatchLatency { put_total } => {
+            workloads::watch_latency(
+                &ctx,
+                &WatchLatencyArgs {
+                    streams: 10,
+                    watchers_per_stream: 10,
+                    prevkv: false,
+                    put_total: *put_total,
+                    put_rate: 100,
+                    key_size: 32,
+                    val_size: 256,
+                },
+            )
+            .await?
+        }
+    };
+    let server_cpu = cluster.cpu().saturating_sub(cpu0);
+    let s = summaries
+        .last()
+        .ok_or_else(|| BenchError::Setup("workload produced no summary".into()))?;
+    Ok(row_of(s, server_cpu))
+}
+
+/// Runs the whole comparison and writes the report.
+pub async fn run(
+    a: &CompareArgs,
+    _g: &GlobalOpts,
+    cancel: CancellationToken,
+) -> Result<(), BenchError> {
+    if a.members == 0 {
+        return Err(flag_err("members", "must be at least 1"));
+    }
+    if !(a.scale > 0.0 && a.scale.is_finite()) {
+        return Err(flag_err("scale", "must be a positive number"));
+    }
+    let started = Instant::now();
+    let baseline_bin = match &a.baseline {
+        Some(p) => p.clone(),
+        None => default_etcd().ok_or_else(|| {
+            flag_err(
+                "baseline",
+                "no etcd found (run scripts/install-test-deps.sh, or pass --baseline PATH)",
+            )
+        })?,
+    };
+    let candidate_bin = match &a.candidate {
+        Some(p) => p.clone(),
+        None => cairn_binary(a.no_build)?,
+    };
+    let bins = [baseline_bin, candidate_bin];
+    let work = tempfile::Builder::new()
+        .prefix("cairn-compare-")
+        .tempdir()?;
+    let mut clusters = Vec::new();
+    for (i, bin) in bins.iter().enumerate() {
+        let dir = work.path().join(["baseline", "candidate"][i]);
+        let c = Cluster::start(bin, a.members, &dir).await?;
+        eprintln!(
+            "compare: {} ({}) serving on {}",
+            c.name,
+            c.version,
+            c.endpoints.join(",")
+        );
+        clusters.push(c);
+    }
+    let list_keys = a.list_keys;
+    let mut cases = matrix(a.scale, list_keys);
+    if let Some(only) = &a.only {
+        cases.retain(|c| c.name.contains(only.as_str()));
+    }
+    let mut seed_times = [Duration::ZERO; 2];
+    if cases
+        .iter()
+        .any(|c| matches!(c.work, Work::List { .. } | Work::Range { .. }))
+    {
+        for (i, c) in clusters.iter().enumerate() {
+            eprintln!("compare: {}: writing {list_keys} keys for LIST", c.name);
+            seed_times[i] = prepare(c, list_keys, &cancel).await?;
+        }
+    }
+    let mut results: Vec<(Case, [Option<Row>; 2])> = Vec::new();
+    for (k, case) in cases.iter().enumerate() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let mut rows: [Option<Row>; 2] = [None, None];
+        // Alternate which server goes first, so warm-up and drift hit both alike.
+        let order = if k % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let c = &mut clusters[i];
+            if !c.alive() {
+                eprintln!(
+                    "compare: {} is no longer running; skipping {}",
+                    c.name, case.name
+                );
+                continue;
+            }
+            match run_case(case, c, list_keys, &cancel).await {
+                Ok(r) => {
+                    eprintln!(
+                        "compare: {:<36} {:<14} {:>9.0} req/s  p99 {:>8.3} ms  errors {}",
+                        case.name,
+                        c.name,
+                        r.qps,
+                        r.p99_ms.unwrap_or(f64::NAN),
+                        r.errors
+                    );
+                    rows[i] = Some(r);
+                }
+                Err(e) => eprintln!("compare: {} on {}: {e}", case.name, c.name),
+            }
+        }
+        results.push((case.clone(), rows));
+    }
+    let rss = [clusters[0].peak_rss(), clusters[1].peak_rss()];
+    let names = [clusters[0].name.clone(), clusters[1].name.clone()];
+    let info = ReportInfo {
+        names: names.clone(),
+        versions: [clusters[0].version.clone(), clusters[1].version.clone()],
+        bins: [bins[0].display().to_string(), bins[1].display().to_string()],
+        members: a.members,
+        rss,
+        seed_times,
+        list_keys,
+        wall: started.elapsed(),
+        interrupted: cancel.is_cancelled(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        date: utc_now(),
+    };
+    drop(clusters);
+    if a.keep_data {
+        let kept = work.keep();
+        eprintln!("compare: data and logs kept in {}", kept.display());
+    }
+    let md_path = match &a.out {
+        Some(p) => p.clone(),
+        None => repo_root()
+            .join("perf/reports")
+            .join(format!("{}.md", info.date.0)),
+    };
+    let svg_path = md_path.with_extension("svg");
+    if let Some(dir) = md_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let svg_name = svg_path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    std::fs::write(&md_path, markdown(&info, &results, &svg_name))?;
+    std::fs::write(&svg_path, chart(&info, &results))?;
+    println!("{}", markdown(&info, &results, &svg_name));
+    eprintln!(
+        "compare: wrote {} and {} in {:.0} s",
+        md_path.display(),
+        svg_path.display(),
+        info.wall.as_secs_f64()
+    );
+    Ok(())
+}
+
+struct ReportInfo {
+    names: [String; 2],
+    versions: [String; 2],
+    bins: [String; 2],
+    members: usize,
+    rss: [u64; 2],
+    seed_times: [Duration; 2],
+    list_keys: u64,
+    wall: Duration,
+    interrupted: bool,
+    command: String,
+    /// (YYYY-MM-DD, HH:MM:SS) in UTC.
+    date: (String, String),
+}
+
+/// The current UTC date and time, from the system clock (civil calendar).
+fn utc_now() -> (String, String) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    civil(secs)
+}
+
+fn civil(secs: u64) -> (String, String) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days since 1970-01-01 to a proleptic Gregorian date (era-based conversion).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        format!("{y:04}-{m:02}-{d:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
+    )
+}
+
+fn ratio(base: Option<f64>, cand: Option<f64>) -> String {
+    match (base, cand) {
+        (Some(b), Some(c)) if b > 0.0 => format!("{:.2}×", c / b),
+        _ => "–".into(),
+    }
+}
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn markdown(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])], svg_name: &str) -> String {
+    let [b, c] = &info.names;
+    let mut s = String::new();
+    let _ = writeln!(s, "# {c} vs {b} — {} {} UTC\n", info.date.0, info.date.1);
+    if info.members == 1 {
+        let _ = writeln!(
+            s,
+            "**Single-member clusters only.** Three-member runs (`--members 3`) come once Cairn \
+             has cluster support; the harness already starts N members per side.\n"
+        );
+    } else {
+        let _ = writeln!(s, "{}-member clusters on loopback.\n", info.members);
+    }
+    if info.interrupted {
+        let _ = writeln!(s, "**Interrupted by Ctrl-C: partial results.**\n");
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let _ = writeln!(s, "- baseline: `{}` — {}", info.bins[0], info.versions[0]);
+    let _ = writeln!(s, "- candidate: `{}` — {}", info.bins[1], info.versions[1]);
+    let _ = writeln!(
+        s,
+        "- machine: {cores} cores; client, both servers and the load tool share them; \
+         servers run one at a time under load (the idle one stays up)"
+    );
+    let _ = writeln!(
+        s,
+        "- same flags for both: `--name --data-dir (fresh temp dir) --listen/advertise-client-urls \
+         --listen-peer-urls --initial-advertise-peer-urls --initial-cluster --initial-cluster-state new \
+         --initial-cluster-token --log-level warn`, everything else default"
+    );
+    let _ = writeln!(s, "- command: `{}`", info.command);
+    let _ = writeln!(s, "- wall time: {:.0} s\n", info.wall.as_secs_f64());
+    let _ = writeln!(
+        s,
+        "Ratios are {c} ÷ {b}: above 1 means {c} is higher (better for requests/sec, worse for \
+         latency and CPU). Server CPU is user+system time of the server process during the \
+         workload, divided by requests. Each workload runs against both servers back to back, \
+         alternating which goes first.\n"
+    );
+    let _ = writeln!(s, "![requests/sec and p99 per workload]({svg_name})\n");
+    let _ = writeln!(s, "## Headline\n");
+    let _ = writeln!(
+        s,
+        "| workload | req/s {b} | req/s {c} | ratio | p99 ms {b} | p99 ms {c} | ratio |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    for (case, rows) in results {
+        let q = rows.clone().map(|r| r.map(|r| r.qps));
+        let p = rows.clone().map(|r| r.and_then(|r| r.p99_ms));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            case.name,
+            num(q[0], 0),
+            num(q[1], 0),
+            ratio(q[0], q[1]),
+            num(p[0], 3),
+            num(p[1], 3),
+            ratio(p[0], p[1])
+        );
+    }
+    let _ = writeln!(s, "\n## All figures\n");
+    let _ = writeln!(s, "| workload | figure | {b} | {c} | ratio |");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|");
+    type Figure = (&'static str, fn(&Row) -> Option<f64>, usize);
+    let figures: [Figure; 7] = [
+        ("requests/sec", |r| Some(r.qps), 0),
+        ("p50 ms", |r| r.p50_ms, 3),
+        ("p99 ms", |r| r.p99_ms, 3),
+        ("average ms", |r| Some(r.avg_ms), 3),
+        ("server CPU µs/request", |r| Some(r.server_cpu_us), 1),
+        ("client CPU µs/request", |r| Some(r.client_cpu_us), 1),
+        ("requests ok", |r| Some(r.requests as f64), 0),
+    ];
+    for (case, rows) in results {
+        for (label, get, digits) in figures {
+            let v = [
+                rows[0].as_ref().and_then(get),
+                rows[1].as_ref().and_then(get),
+            ];
+            let _ = writeln!(
+                s,
+                "| {} | {label} | {} | {} | {} |",
+                case.name,
+                num(v[0], digits),
+                num(v[1], digits),
+                ratio(v[0], v[1])
+            );
+        }
+        let errs = rows.clone().map(|r| match r {
+            Some(r) if r.errors > 0 => format!("{} ({})", r.errors, r.error_codes),
+            Some(_) => "0".into(),
+            None => "did not run".into(),
+        });
+        let _ = writeln!(
+            s,
+            "| {} | errors | {} | {} | |",
+            case.name, errs[0], errs[1]
+        );
+    }
+    let rss = info.rss.map(|r| r as f64 / (1024.0 * 1024.0));
+    let _ = writeln!(s, "\n## Whole run\n");
+    let _ = writeln!(s, "| figure | {b} | {c} | ratio |");
+    let _ = writeln!(s, "|---|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| peak RSS MiB (VmHWM) | {:.1} | {:.1} | {} |",
+        rss[0],
+        rss[1],
+        ratio(Some(rss[0]), Some(rss[1]))
+    );
+    let seed = info.seed_times.map(|d| d.as_secs_f64());
+    let _ = writeln!(
+        s,
+        "| writing the {} LIST keys (64 in flight), s | {:.2} | {:.2} | {} |",
+        info.list_keys,
+        seed[0],
+        seed[1],
+        ratio(Some(seed[0]), Some(seed[1]))
+    );
+    let _ = writeln!(s, "\n## Workloads\n");
+    let _ = writeln!(
+        s,
+        "- put: `cairn-bench put --key-size 8 --key-space-size 100000 --val-size N --clients C`; \
+         connections = min(clients, 10).\n\
+         - range: one 256 B key, `--consistency l` or `s`.\n\
+         - txn CAS: `cairn-bench txn-cas`: 1000 objects of 256 B; each update is \
+         `Txn(If mod_revision(key) == known, Then put, Else get)`, retried on conflict as \
+         an informer-backed update would be.\n\
+         - LIST: `range {LIST_PREFIX} --prefix --limit 500` over {} keys of 256 B (the count covers all of them).\n\
+         - watch latency: `cairn-bench watch-latency --streams 10 --watchers-per-stream 10 --put-rate 100 --val-size 256`: \
+         time from sending a put to each watcher receiving its event (etcd benchmark measures from the put's acknowledgement, which on loopback is ≈0).",
+        info.list_keys
+    );
+    s
+}
+
+fn chart(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])]) -> String {
+    let rows: Vec<String> = results.iter().map(|(c, _)| c.name.clone()).collect();
+    let qps = results
+        .iter()
+        .map(|(_, r)| [r[0].as_ref().map(|r| r.qps), r[1].as_ref().map(|r| r.qps)])
+        .collect();
+    let p99 = results
+        .iter()
+        .map(|(_, r)| {
+            [
+                r[0].as_ref().and_then(|r| r.p99_ms),
+                r[1].as_ref().and_then(|r| r.p99_ms),
+            ]
+        })
+        .collect();
+    let title = format!(
+        "{} vs {} — {} ({}-member)",
+        info.names[1], info.names[0], info.date.0, info.members
+    );
+    svg::chart(
+        &title,
+        &rows,
+        [info.names[0].as_str(), info.names[1].as_str()],
+        &[
+            svg::Panel {
+                title: "requests/sec (higher is better)".into(),
+                values: qps,
+            },
+            svg::Panel {
+                title: "p99 latency, ms (lower is better)".into(),
+                values: p99,
+            },
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0).0, "1970-01-01");
+        assert_eq!(civil(951_782_400).0, "2000-02-29");
+        assert_eq!(
+            civil(1_700_000_000),
+            ("2023-11-14".into(), "22:13:20".into())
+        );
+    }
+
+    #[test]
+    fn default_matrix_covers_the_issue() {
+        let m = matrix(1.0, 100_000);
+        let names: Vec<&str> = m.iter().map(|c| c.name.as_str()).collect();
+        for want in [
+            "put 256 B, 1 clients",
+            "put 256 B, 16 clients",
+            "put 256 B, 100 clients",
+            "put 4 KiB, 100 clients",
+            "range linearizable, 100 clients",
+            "range serializable, 1 clients",
+            "txn CAS",
+            "LIST 500 of 100000 keys",
+            "watch latency",
+        ] {
+            assert!(names.iter().any(|n| n.contains(want)), "missing {want}");
+        }
+        let small = matrix(0.01, 1000);
+        assert!(small.iter().all(|c| match c.work {
+            Work::Put { total, .. } | Work::Range { total, .. } => total <= 300,
+            _ => true,
+        }));
+    }
+
+    #[test]
+    fn ratios_and_short_names() {
+        assert_eq!(ratio(Some(2.0), Some(5.0)), "2.50×");
+        assert_eq!(ratio(Some(0.0), Some(5.0)), "–");
+        assert_eq!(ratio(None, Some(5.0)), "–");
+        assert_eq!(
+            short_name(Path::new("/x/etcd"), "etcd Version: 3.5.1"),
+            "etcd 3.5.1"
+        );
+        assert_eq!(
+            short_name(Path::new("/x/cairn"), "cairn 0.1.0"),
+            "cairn 0.1.0"
+        );
+    }
+
+    #[test]
+    fn markdown_has_values_ratios_and_the_single_member_note() {
+        let info = ReportInfo {
+            names: ["etcd 3.5.1".into(), "cairn 0.1.0".into()],
+            versions: ["v1".into(), "v2".into()],
+            bins: ["/a".into(), "/b".into()],
+            members: 1,
+            rss: [100 << 20, 50 << 20],
+            seed_times: [Duration::from_secs(2), Duration::from_secs(1)],
+            list_keys: 1000,
+            wall: Duration::from_secs(60),
+            interrupted: false,
+            command: "cairn-bench compare".into(),
+            date: ("2026-01-02".into(), "03:04:05".into()),
+        };
+        let row = |qps: f64, p99: f64| Row {
+            requests: 10,
+            qps,
+            p50_ms: Some(p99 / 2.0),
+            p99_ms: Some(p99),
+            ..Row::default()
+        };
+        let case = Case {
+            name: "put 256 B, 1 clients".into(),
+            clients: 1,
+            work: Work::Put {
+                val: 256,
+                total: 10,
+            },
+        };
+        let md = markdown(
+            &info,
+            &[(case, [Some(row(1000.0, 4.0)), Some(row(3000.0, 1.0))])],
+            "x.svg",
+        );
+        assert!(md.contains("Single-member clusters only"));
+        assert!(
+            md.contains("| put 256 B, 1 clients | 1000 | 3000 | 3.00× | 4.000 | 1.000 | 0.25× |"),
+            "{md}"
+        );
+        assert!(md.contains("| peak RSS MiB (VmHWM) | 100.0 | 50.0 | 0.50× |"));
+        assert!(md.contains("![requests/sec and p99 per workload](x.svg)"));
+    }
+}
