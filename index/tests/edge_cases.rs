@@ -421,3 +421,26 @@ fn stale_revisions_are_refused_and_change_nothing() {
         "mvcc: revision not found"
     );
 }
+
+#[test]
+fn index_is_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Index>();
+    let index = std::sync::Arc::new(Index::new());
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let index = index.clone();
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    index
+                        .put(format!("k{t}/{i}").as_bytes(), rev(i + 1))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(index.count_revisions(b"k", b"l", 100), 400);
+}
