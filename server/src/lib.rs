@@ -1,8 +1,41 @@
 //! cairn-server: an etcd v3 member.
 //!
 //! Module map (see ../shared/DESIGN.md):
+//! - `server`: [`Server::start`] / [`Server::stop`] and [`ServerOptions`] — the entry point.
+//! - `api`: the gRPC services (KV, Maintenance, Cluster; health); unknown services answer
+//!   Unimplemented.
+//! - `raft`: the raft-rs loop: proposals, WAL group commit, apply, ReadIndex batching,
+//!   backend batch commits, log compaction.
+//! - `apply`: executes committed requests (one revision per write request).
+//! - `mvcc`: the revision store (cairn-index + cairn-engine with etcd's bucket layout).
+//! - `membership`: member and cluster ids, derived like etcd's.
+//! - `compactor`: automatic compaction.
 //! - `config`: etcd's flags, `ETCD_*` environment variables and `--config-file` YAML.
-//! - `http`: `/health`, `/version` (and later `/livez`, `/readyz`, `/metrics`) on the client port.
+//! - `http`: `/health`, `/version`, `/livez`, `/readyz` on the client port.
+//! - `status`: the [`status::MemberStatus`] trait the HTTP handlers are written against.
+//! - `pb`: generated protobuf/gRPC code for etcd's packages.
+//! - `error`: etcd's client-visible errors.
 
+mod api;
+mod apply;
+mod compactor;
 pub mod config;
+mod core;
+pub mod error;
 pub mod http;
+mod lease;
+mod membership;
+mod mvcc;
+pub mod pb;
+mod raft;
+mod server;
+pub mod status;
+
+pub use error::Error;
+pub use server::{AutoCompaction, Server, ServerOptions};
+
+/// The HTTP routes served next to gRPC on the client port.
+fn http_routes(_status: std::sync::Arc<dyn status::MemberStatus>) -> axum::Router {
+    // `http::router(status)` plugs in here once the HTTP handlers land.
+    axum::Router::new()
+}

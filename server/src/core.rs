@@ -1,0 +1,203 @@
+//! The member's shared state: what the gRPC services, the HTTP handlers and the raft loop
+//! all see.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use tokio::sync::oneshot;
+
+use crate::apply::{ApplyResult, InternalRequest, Op};
+use crate::error::{Error, Result};
+use crate::membership::MemberInfo;
+use crate::mvcc::Store;
+use crate::pb::etcdserverpb::{AlarmMember, AlarmType, ResponseHeader};
+use crate::raft::Msg;
+
+/// How long a proposal may wait for its entry to be applied (etcd: 5 s + 2 × election).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// Limits from the configuration that the services enforce.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_request_bytes: usize,
+    pub(crate) max_txn_ops: usize,
+    /// 0 = no quota.
+    pub(crate) quota_backend_bytes: u64,
+}
+
+/// Raft's view, published by the raft loop.
+#[derive(Default)]
+pub(crate) struct RaftView {
+    pub(crate) leader: AtomicU64,
+    pub(crate) term: AtomicU64,
+    pub(crate) committed: AtomicU64,
+    pub(crate) applied: AtomicU64,
+}
+
+/// Active alarms (mirrors the `alarm` bucket).
+#[derive(Default)]
+pub(crate) struct Alarms(RwLock<Vec<AlarmMember>>);
+
+impl Alarms {
+    pub(crate) fn has(&self, t: AlarmType) -> bool {
+        self.0.read().iter().any(|a| a.alarm == t as i32)
+    }
+    pub(crate) fn list(&self) -> Vec<AlarmMember> {
+        self.0.read().clone()
+    }
+    pub(crate) fn activate(&self, m: AlarmMember) -> bool {
+        let mut v = self.0.write();
+        if v.contains(&m) {
+            return false;
+        }
+        v.push(m);
+        true
+    }
+    pub(crate) fn deactivate(&self, m: &AlarmMember) -> bool {
+        let mut v = self.0.write();
+        let before = v.len();
+        v.retain(|a| a != m);
+        v.len() != before
+    }
+    pub(crate) fn load(&self, ms: Vec<AlarmMember>) {
+        *self.0.write() = ms;
+    }
+}
+
+type Waiter = oneshot::Sender<Result<ApplyResult>>;
+
+/// Shared member state.
+pub(crate) struct Core {
+    pub(crate) store: Store,
+    pub(crate) member: MemberInfo,
+    pub(crate) limits: Limits,
+    pub(crate) raft: RaftView,
+    pub(crate) alarms: Alarms,
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    raft_tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    next_id: AtomicU64,
+    stopped: AtomicBool,
+}
+
+impl Core {
+    pub(crate) fn new(store: Store, member: MemberInfo, limits: Limits) -> Core {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Core {
+            store,
+            member,
+            limits,
+            raft: RaftView::default(),
+            alarms: Alarms::default(),
+            waiters: Mutex::new(HashMap::new()),
+            raft_tx: Mutex::new(None),
+            next_id: AtomicU64::new(seed),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn set_raft_sender(&self, tx: mpsc::Sender<Msg>) {
+        *self.raft_tx.lock() = Some(tx);
+    }
+
+    /// Sends a message to the raft loop.
+    pub(crate) fn send(&self, m: Msg) -> Result<()> {
+        match &*self.raft_tx.lock() {
+            Some(tx) if !self.stopped.load(Ordering::Acquire) => {
+                tx.send(m).map_err(|_| Error::Stopped)
+            }
+            _ => Err(Error::Stopped),
+        }
+    }
+
+    /// Marks the member stopped and fails every waiting request.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        *self.raft_tx.lock() = None;
+        for (_, w) in self.waiters.lock().drain() {
+            let _ = w.send(Err(Error::Stopped));
+        }
+    }
+
+    pub(crate) fn has_leader(&self) -> bool {
+        self.raft.leader.load(Ordering::Acquire) != 0
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        self.raft.leader.load(Ordering::Acquire) == self.member.id
+    }
+
+    /// A full response header at the given revision.
+    pub(crate) fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.member.cluster_id,
+            member_id: self.member.id,
+            revision,
+            raft_term: self.raft.term.load(Ordering::Acquire),
+        }
+    }
+
+    /// Fills cluster, member and term into a header that carries the revision.
+    pub(crate) fn fill(&self, h: &mut Option<ResponseHeader>) {
+        let rev = h
+            .as_ref()
+            .map(|h| h.revision)
+            .unwrap_or_else(|| self.store.rev());
+        *h = Some(self.header(rev));
+    }
+
+    /// Proposes a write through raft and waits until it is applied.
+    pub(crate) async fn propose(&self, op: Op) -> Result<ApplyResult> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let data = InternalRequest { id, op: Some(op) }.encode_to_vec();
+        if data.len() > self.limits.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().insert(id, tx);
+        if let Err(e) = self.send(Msg::Propose { id, data }) {
+            self.waiters.lock().remove(&id);
+            return Err(e);
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(res)) => res,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => {
+                self.waiters.lock().remove(&id);
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// Completes the waiter of request `id` (raft loop).
+    pub(crate) fn complete(&self, id: u64, res: Result<ApplyResult>) {
+        if let Some(w) = self.waiters.lock().remove(&id) {
+            let _ = w.send(res);
+        }
+    }
+
+    /// Waits until this member may serve a linearizable read (raft ReadIndex, batched by
+    /// the raft loop).
+    pub(crate) async fn read_index(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::ReadIndex(tx))?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// Asks the raft loop to run `f` between two Ready rounds (backend maintenance).
+    pub(crate) async fn run_in_loop(&self, task: crate::raft::LoopTask) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Task(task, tx))?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+}

@@ -1,0 +1,83 @@
+//! etcd's client-visible errors: exact texts (after the `etcdserver: ` prefix) and gRPC codes
+//! (etcd-api.md §2). Every failure a client can see is one of these.
+
+use tonic::{Code, Status};
+
+/// One enum for every error the server reports to clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: request canceled")]
+    Canceled,
+    /// Storage failure (engine, WAL): the member can no longer serve writes safely.
+    #[error("etcdserver: {0}")]
+    Internal(String),
+    /// A feature this server does not implement yet.
+    #[error("{0}")]
+    Unimplemented(String),
+}
+
+impl Error {
+    /// etcd's gRPC status code for this error.
+    pub fn code(&self) -> Code {
+        use Error::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+            Compacted | FutureRev => Code::OutOfRange,
+            NoSpace | TooManyRequests => Code::ResourceExhausted,
+            LeaseNotFound | MemberNotFound => Code::NotFound,
+            NoLeader | Stopped | Timeout => Code::Unavailable,
+            NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+            Canceled => Code::Cancelled,
+            Internal(_) => Code::Unknown,
+            Unimplemented(_) => Code::Unimplemented,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+/// Result alias used across the server.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

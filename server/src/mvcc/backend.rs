@@ -1,0 +1,270 @@
+//! The backend: the engine file with etcd's bucket layout, plus the write buffer of the
+//! not-yet-committed batch.
+//!
+//! Only the apply loop writes: it stages puts and deletes in the buffer and commits them in
+//! one engine write transaction per batch (interval or count), together with the applied
+//! raft index. Readers look a revision key up in the buffer first, then in an engine read
+//! transaction opened while they hold the buffer's read lock, so a batch being committed
+//! and cleared is never missed: the buffer is cleared only after the engine commit, under
+//! the write lock.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_engine::{Db, Options, ReadTx};
+use parking_lot::RwLock;
+
+use crate::error::{Error, Result};
+
+pub(crate) const KEY: &[u8] = b"key";
+pub(crate) const META: &[u8] = b"meta";
+pub(crate) const LEASE: &[u8] = b"lease";
+pub(crate) const ALARM: &[u8] = b"alarm";
+pub(crate) const CLUSTER: &[u8] = b"cluster";
+pub(crate) const MEMBERS: &[u8] = b"members";
+pub(crate) const MEMBERS_REMOVED: &[u8] = b"members_removed";
+pub(crate) const AUTH: &[u8] = b"auth";
+pub(crate) const AUTH_USERS: &[u8] = b"authUsers";
+pub(crate) const AUTH_ROLES: &[u8] = b"authRoles";
+
+/// Every bucket etcd creates, in bbolt's (byte) order.
+pub(crate) const BUCKETS: [&[u8]; 10] = [
+    ALARM,
+    AUTH,
+    AUTH_ROLES,
+    AUTH_USERS,
+    CLUSTER,
+    KEY,
+    LEASE,
+    MEMBERS,
+    MEMBERS_REMOVED,
+    META,
+];
+
+/// Meta bucket keys (etcd's schema).
+pub(crate) const META_CONSISTENT_INDEX: &[u8] = b"consistent_index";
+pub(crate) const META_TERM: &[u8] = b"term";
+pub(crate) const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
+pub(crate) const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+
+pub(crate) fn engine_err(e: cairn_engine::Error) -> Error {
+    Error::Internal(format!("backend: {e}"))
+}
+
+#[derive(Default)]
+struct Buffer {
+    /// Staged changes in order: (bucket, key, value or delete).
+    ops: Vec<(&'static [u8], Bytes, Option<Bytes>)>,
+    /// Latest staged state of `key`-bucket entries, for readers.
+    keys: HashMap<Bytes, Option<Bytes>>,
+}
+
+/// The engine file plus the staged batch.
+pub(crate) struct Backend {
+    db: RwLock<Arc<Db>>,
+    path: PathBuf,
+    buf: RwLock<Buffer>,
+}
+
+impl Backend {
+    /// Opens (or creates) the backend file and makes sure etcd's buckets exist.
+    pub(crate) fn open(path: &Path) -> Result<Backend> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+        }
+        let db = open_db(path)?;
+        let be = Backend {
+            db: RwLock::new(Arc::new(db)),
+            path: path.to_path_buf(),
+            buf: RwLock::new(Buffer::default()),
+        };
+        be.create_buckets()?;
+        Ok(be)
+    }
+
+    fn create_buckets(&self) -> Result<()> {
+        let db = self.db();
+        let rtx = db.begin_read().map_err(engine_err)?;
+        if BUCKETS.iter().all(|b| rtx.bucket(b).is_some()) {
+            return Ok(());
+        }
+        drop(rtx);
+        let mut tx = db.begin_write().map_err(engine_err)?;
+        for b in BUCKETS {
+            tx.create_bucket_if_not_exists(b).map_err(engine_err)?;
+        }
+        tx.commit().map_err(engine_err)
+    }
+
+    /// The current engine handle (replaced by defragmentation).
+    pub(crate) fn db(&self) -> Arc<Db> {
+        self.db.read().clone()
+    }
+
+    /// Stages a put (apply loop only).
+    pub(crate) fn put(&self, bucket: &'static [u8], key: Bytes, value: Bytes) {
+        let mut b = self.buf.write();
+        if bucket == KEY {
+            b.keys.insert(key.clone(), Some(value.clone()));
+        }
+        b.ops.push((bucket, key, Some(value)));
+    }
+
+    /// Stages a delete (apply loop only).
+    pub(crate) fn delete(&self, bucket: &'static [u8], key: Bytes) {
+        let mut b = self.buf.write();
+        if bucket == KEY {
+            b.keys.insert(key.clone(), None);
+        }
+        b.ops.push((bucket, key, None));
+    }
+
+    /// Number of staged changes.
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.read().ops.len()
+    }
+
+    /// Commits the staged batch plus `meta` (e.g. the consistent index) in one engine
+    /// transaction. Apply loop only.
+    pub(crate) fn commit(&self, meta: &[(&'static [u8], Vec<u8>)]) -> Result<()> {
+        {
+            let b = self.buf.read();
+            if b.ops.is_empty() && meta.is_empty() {
+                return Ok(());
+            }
+            let db = self.db();
+            let mut tx = db.begin_write().map_err(engine_err)?;
+            // Group by bucket, keeping each bucket's order.
+            let mut order: Vec<usize> = (0..b.ops.len()).collect();
+            order.sort_by_key(|&i| b.ops[i].0);
+            let mut i = 0;
+            while i < order.len() {
+                let name = b.ops[order[i]].0;
+                let mut bucket = tx.bucket_mut(name).map_err(engine_err)?;
+                while i < order.len() && b.ops[order[i]].0 == name {
+                    let (_, k, v) = &b.ops[order[i]];
+                    match v {
+                        Some(v) => bucket.put(k, v).map_err(engine_err)?,
+                        None => {
+                            bucket.delete(k).map_err(engine_err)?;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            if !meta.is_empty() {
+                let mut bucket = tx.bucket_mut(META).map_err(engine_err)?;
+                for (k, v) in meta {
+                    bucket.put(k, v).map_err(engine_err)?;
+                }
+            }
+            tx.commit().map_err(engine_err)?;
+        }
+        let mut b = self.buf.write();
+        b.ops.clear();
+        b.keys.clear();
+        Ok(())
+    }
+
+    /// A read transaction on the committed state (the staged batch is not in it).
+    pub(crate) fn read_tx(&self) -> Result<ReadTx> {
+        self.db().begin_read().map_err(engine_err)
+    }
+
+    /// Values of the given revision keys of the `key` bucket (staged batch included);
+    /// `None` for a key that does not exist (e.g. compacted meanwhile).
+    pub(crate) fn get_keys(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>> {
+        let b = self.buf.read();
+        let mut rtx: Option<ReadTx> = None;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(v) = b.keys.get(k.as_slice()) {
+                out.push(v.clone());
+                continue;
+            }
+            if rtx.is_none() {
+                rtx = Some(self.read_tx()?);
+            }
+            let tx = rtx.as_ref().expect("opened above");
+            let v = tx
+                .bucket(KEY)
+                .and_then(|bk| bk.get(k).map(Bytes::copy_from_slice));
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Reads one committed value of any bucket.
+    pub(crate) fn get_committed(&self, bucket: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let tx = self.read_tx()?;
+        Ok(tx
+            .bucket(bucket)
+            .and_then(|b| b.get(key).map(<[u8]>::to_vec)))
+    }
+
+    /// All committed entries of a bucket, in key order.
+    pub(crate) fn scan_committed(&self, bucket: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let tx = self.read_tx()?;
+        let mut out = Vec::new();
+        if let Some(b) = tx.bucket(bucket) {
+            let mut c = b.cursor();
+            let mut item = c.first();
+            while let Some((k, v)) = item {
+                out.push((k.to_vec(), v.to_vec()));
+                item = c.next();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Staged `key`-bucket keys (for compaction, which must also drop staged revisions).
+    pub(crate) fn staged_keys(&self) -> Vec<Bytes> {
+        self.buf
+            .read()
+            .keys
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// File size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.db().size()
+    }
+
+    /// Bytes of pages in use.
+    pub(crate) fn size_in_use(&self) -> u64 {
+        self.db().stats().in_use_bytes
+    }
+
+    /// Rewrites the file compactly and swaps it in. The staged batch must have been
+    /// committed (apply loop only, so nothing is staged meanwhile).
+    pub(crate) fn defragment(&self) -> Result<()> {
+        let mut guard = self.db.write();
+        let tmp = self.path.with_extension("defrag.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        guard.compact_into(&tmp).map_err(engine_err)?;
+        std::fs::rename(&tmp, &self.path)
+            .map_err(|e| Error::Internal(format!("defrag rename: {e}")))?;
+        if let Some(dir) = self.path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                d.sync_all()
+                    .map_err(|e| Error::Internal(format!("defrag dir sync: {e}")))?;
+            }
+        }
+        *guard = Arc::new(open_db(&self.path)?);
+        Ok(())
+    }
+}
+
+fn open_db(path: &Path) -> Result<Db> {
+    let opts = Options {
+        initial_mmap_size: 10 * 1024 * 1024,
+        ..Options::default()
+    };
+    Db::open(path, opts).map_err(engine_err)
+}

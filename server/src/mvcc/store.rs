@@ -1,0 +1,495 @@
+//! The revision store: the index (which revisions each key has) plus the backend (the
+//! `mvccpb.KeyValue` stored under each revision key), with etcd's MVCC semantics.
+//!
+//! Writes happen only in the apply loop through [`WriteTxn`]; a write request's changes
+//! become visible to readers at once when [`WriteTxn::end`] publishes its revision.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use bytes::Bytes;
+use cairn_index::{Index, Revision};
+use prost::Message;
+
+use super::backend::{
+    Backend, KEY, META, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
+    META_TERM,
+};
+use super::crc32c::Crc32c;
+use super::revkey;
+use crate::error::{Error, Result};
+use crate::pb::etcdserverpb::{range_request, RangeRequest, RangeResponse};
+use crate::pb::mvccpb::KeyValue;
+
+/// How many revision keys one compaction step deletes before staging the next batch.
+const COMPACTION_BATCH: usize = 10_000;
+
+/// The revision store.
+pub(crate) struct Store {
+    pub(crate) backend: Backend,
+    index: Index,
+    current_rev: AtomicI64,
+    compact_rev: AtomicI64,
+}
+
+/// What the store recovered from the backend at open.
+pub(crate) struct Recovered {
+    pub(crate) consistent_index: u64,
+    pub(crate) term: u64,
+    /// A compaction that was scheduled but not finished (re-run by the caller).
+    pub(crate) pending_compaction: Option<i64>,
+}
+
+fn read_u64(v: Option<Vec<u8>>) -> u64 {
+    v.and_then(|v| {
+        v.get(..8)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+    })
+    .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens the backend file and rebuilds the index from the `key` bucket.
+    pub(crate) fn open(path: &Path) -> Result<(Store, Recovered)> {
+        let backend = Backend::open(path)?;
+        let ci = read_u64(backend.get_committed(META, META_CONSISTENT_INDEX)?);
+        let term = read_u64(backend.get_committed(META, META_TERM)?);
+        let rev_of = |v: Option<Vec<u8>>| -> Option<i64> {
+            v.and_then(|v| revkey::decode(&v).map(|(r, _)| r.main))
+        };
+        let scheduled = rev_of(backend.get_committed(META, META_SCHEDULED_COMPACT)?);
+        let finished = rev_of(backend.get_committed(META, META_FINISHED_COMPACT)?);
+
+        let index = Index::new();
+        let mut current = 1i64;
+        {
+            let tx = backend.read_tx()?;
+            if let Some(b) = tx.bucket(KEY) {
+                let mut c = b.cursor();
+                let mut item = c.first();
+                while let Some((k, v)) = item {
+                    if let Some((rev, tomb)) = revkey::decode(k) {
+                        let kv = KeyValue::decode(v).map_err(|e| {
+                            Error::Internal(format!("corrupt value at revision {rev}: {e}"))
+                        })?;
+                        let res = if tomb {
+                            index.restore_tombstone(&kv.key, rev)
+                        } else {
+                            index.restore_put(&kv.key, rev, kv.create_revision, kv.version)
+                        };
+                        if let Err(e) = res {
+                            tracing::warn!(%rev, error = %e, "index restore skipped a revision");
+                        }
+                        current = current.max(rev.main);
+                    }
+                    item = c.next();
+                }
+            }
+        }
+        let compact = finished.unwrap_or(-1);
+        let current = current.max(compact);
+        let pending = match (scheduled, finished) {
+            (Some(s), Some(f)) if s > f => Some(s),
+            (Some(s), None) => Some(s),
+            _ => None,
+        };
+        tracing::info!(
+            revision = current,
+            compact_revision = compact,
+            consistent_index = ci,
+            keys = index.len(),
+            "restored revision store"
+        );
+        let store = Store {
+            backend,
+            index,
+            current_rev: AtomicI64::new(current),
+            compact_rev: AtomicI64::new(compact),
+        };
+        Ok((
+            store,
+            Recovered {
+                consistent_index: ci,
+                term,
+                pending_compaction: pending,
+            },
+        ))
+    }
+
+    /// The current (published) revision.
+    pub(crate) fn rev(&self) -> i64 {
+        self.current_rev.load(Ordering::Acquire)
+    }
+
+    /// The compaction revision (-1 before the first compaction).
+    pub(crate) fn compact_rev(&self) -> i64 {
+        self.compact_rev.load(Ordering::Acquire)
+    }
+
+    /// Range at the current revision (readers).
+    pub(crate) fn range(&self, r: &RangeRequest) -> Result<RangeResponse> {
+        self.range_at(r, self.rev())
+    }
+
+    fn fetch(&self, revs: &[Revision]) -> Result<Vec<KeyValue>> {
+        let keys: Vec<Vec<u8>> = revs.iter().map(|r| revkey::encode(*r, false)).collect();
+        let vals = self.backend.get_keys(&keys)?;
+        let mut out = Vec::with_capacity(vals.len());
+        for v in vals.into_iter().flatten() {
+            let kv =
+                KeyValue::decode(v).map_err(|e| Error::Internal(format!("corrupt value: {e}")))?;
+            out.push(kv);
+        }
+        Ok(out)
+    }
+
+    /// etcd's Range (apply.go Range + kvstore_txn.go rangeKeys) with `cur` as the
+    /// current revision. The header is left to the caller.
+    pub(crate) fn range_at(&self, r: &RangeRequest, cur: i64) -> Result<RangeResponse> {
+        if r.revision > cur {
+            return Err(Error::FutureRev);
+        }
+        let rev = if r.revision <= 0 { cur } else { r.revision };
+        if rev < self.compact_rev() {
+            return Err(Error::Compacted);
+        }
+        if r.count_only {
+            let total = self.index.count_revisions(&r.key, &r.range_end, rev);
+            return Ok(RangeResponse {
+                count: total as i64,
+                ..Default::default()
+            });
+        }
+        let sort_order = r.sort_order();
+        let filtered = sort_order != range_request::SortOrder::None
+            || r.min_mod_revision != 0
+            || r.max_mod_revision != 0
+            || r.min_create_revision != 0
+            || r.max_create_revision != 0;
+        let mut limit = if filtered || r.limit <= 0 {
+            0
+        } else {
+            r.limit as usize
+        };
+        if limit > 0 {
+            limit += 1;
+        }
+        let (revs, total) = self.index.revisions(&r.key, &r.range_end, rev, limit);
+        let mut kvs = self.fetch(&revs)?;
+        if r.max_mod_revision != 0 {
+            kvs.retain(|kv| kv.mod_revision <= r.max_mod_revision);
+        }
+        if r.min_mod_revision != 0 {
+            kvs.retain(|kv| kv.mod_revision >= r.min_mod_revision);
+        }
+        if r.max_create_revision != 0 {
+            kvs.retain(|kv| kv.create_revision <= r.max_create_revision);
+        }
+        if r.min_create_revision != 0 {
+            kvs.retain(|kv| kv.create_revision >= r.min_create_revision);
+        }
+        sort_kvs(&mut kvs, r);
+        let mut more = false;
+        if r.limit > 0 && kvs.len() > r.limit as usize {
+            kvs.truncate(r.limit as usize);
+            more = true;
+        }
+        if r.keys_only {
+            for kv in &mut kvs {
+                kv.value = Bytes::new();
+            }
+        }
+        Ok(RangeResponse {
+            header: None,
+            kvs,
+            more,
+            count: total as i64,
+        })
+    }
+
+    /// Starts the write of one request (apply loop only).
+    pub(crate) fn write(&self) -> WriteTxn<'_> {
+        WriteTxn {
+            store: self,
+            begin: self.rev(),
+            sub: 0,
+        }
+    }
+
+    fn get_at(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+        match self.index.get(key, rev) {
+            Ok(at) => Ok(self.fetch(&[at.modified])?.into_iter().next()),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Checks a compaction request against the current state (apply loop).
+    pub(crate) fn check_compact(&self, rev: i64) -> Result<()> {
+        if rev <= self.compact_rev() {
+            return Err(Error::Compacted);
+        }
+        if rev > self.rev() {
+            return Err(Error::FutureRev);
+        }
+        Ok(())
+    }
+
+    /// Compacts at `rev` (apply loop): raises the compaction revision, drops old
+    /// revisions from the index and stages their deletion from the backend. `commit` is
+    /// called between batches so a big compaction never stages everything at once.
+    pub(crate) fn compact(
+        &self,
+        rev: i64,
+        mut commit: impl FnMut(&Backend) -> Result<()>,
+    ) -> Result<()> {
+        let rev_bytes = Bytes::from(revkey::encode(Revision::new(rev, 0), false));
+        self.compact_rev.store(rev, Ordering::Release);
+        self.backend.put(
+            META,
+            Bytes::from_static(META_SCHEDULED_COMPACT),
+            rev_bytes.clone(),
+        );
+        let keep = self.index.compact(rev);
+        let end = revkey::encode(Revision::new(rev + 1, 0), false);
+        // Staged (not yet committed) revisions first.
+        for k in self.backend.staged_keys() {
+            if k.as_ref() < end.as_slice() {
+                if let Some((r, _)) = revkey::decode(&k) {
+                    if !keep.contains(&r) {
+                        self.backend.delete(KEY, k);
+                    }
+                }
+            }
+        }
+        commit(&self.backend)?;
+        // Then the committed ones, in batches.
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            {
+                let tx = self.backend.read_tx()?;
+                let Some(b) = tx.bucket(KEY) else { break };
+                let mut c = b.cursor();
+                let mut item = if from.is_empty() {
+                    c.first()
+                } else {
+                    c.seek(&from)
+                };
+                while let Some((k, _)) = item {
+                    if k >= end.as_slice() || batch.len() >= COMPACTION_BATCH {
+                        break;
+                    }
+                    if let Some((r, _)) = revkey::decode(k) {
+                        if !keep.contains(&r) {
+                            batch.push(Bytes::copy_from_slice(k));
+                        }
+                    }
+                    from = k.to_vec();
+                    from.push(0);
+                    item = c.next();
+                }
+                if item.is_none() || item.is_some_and(|(k, _)| k >= end.as_slice()) {
+                    from.clear();
+                }
+            }
+            let done = from.is_empty();
+            for k in batch {
+                self.backend.delete(KEY, k);
+            }
+            commit(&self.backend)?;
+            if done {
+                break;
+            }
+        }
+        self.backend
+            .put(META, Bytes::from_static(META_FINISHED_COMPACT), rev_bytes);
+        tracing::info!(revision = rev, "compaction finished");
+        Ok(())
+    }
+
+    /// etcd's HashKV over the committed backend: CRC-32C of the bucket name and of every
+    /// revision key and value up to `rev`, skipping compacted-away ones. The caller
+    /// commits the staged batch first. Returns (hash, compact revision, hash revision).
+    pub(crate) fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let compact = self.compact_rev();
+        let cur = self.rev();
+        if rev > 0 && rev < compact {
+            return Err(Error::Compacted);
+        }
+        if rev > 0 && rev > cur {
+            return Err(Error::FutureRev);
+        }
+        let rev = if rev <= 0 { cur } else { rev };
+        let keep: HashSet<Revision> = self.index.keep(rev);
+        let mut h = Crc32c::new();
+        h.write(KEY);
+        let tx = self.backend.read_tx()?;
+        if let Some(b) = tx.bucket(KEY) {
+            let mut c = b.cursor();
+            let mut item = c.first();
+            while let Some((k, v)) = item {
+                if let Some((r, _)) = revkey::decode(k) {
+                    if r.main > rev {
+                        break;
+                    }
+                    let below_compact = r.main < compact + 1;
+                    if !(below_compact && !keep.is_empty() && !keep.contains(&r)) {
+                        h.write(k);
+                        h.write(v);
+                    }
+                }
+                item = c.next();
+            }
+        }
+        Ok((h.sum(), compact, rev))
+    }
+
+    /// etcd's backend Hash: CRC-32C over every bucket name, key and value (committed
+    /// state), skipping the meta keys that differ between members.
+    pub(crate) fn hash(&self) -> Result<u32> {
+        let mut h = Crc32c::new();
+        let tx = self.backend.read_tx()?;
+        for name in super::backend::BUCKETS {
+            let Some(b) = tx.bucket(name) else { continue };
+            h.write(name);
+            let mut c = b.cursor();
+            let mut item = c.first();
+            while let Some((k, v)) = item {
+                let ignored = name == META
+                    && (k == META_CONSISTENT_INDEX || k == META_TERM || k == b"storageVersion");
+                if !ignored {
+                    h.write(k);
+                    h.write(v);
+                }
+                item = c.next();
+            }
+        }
+        Ok(h.sum())
+    }
+}
+
+fn sort_kvs(kvs: &mut [KeyValue], r: &RangeRequest) {
+    use range_request::{SortOrder, SortTarget};
+    let mut order = r.sort_order();
+    let target = r.sort_target();
+    if target != SortTarget::Key && order == SortOrder::None {
+        order = SortOrder::Ascend;
+    }
+    if order == SortOrder::None {
+        return;
+    }
+    let cmp = |a: &KeyValue, b: &KeyValue| match target {
+        SortTarget::Key => a.key.cmp(&b.key),
+        SortTarget::Version => a.version.cmp(&b.version),
+        SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+        SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+        SortTarget::Value => a.value.cmp(&b.value),
+    };
+    if order == SortOrder::Descend {
+        kvs.sort_by(|a, b| cmp(b, a));
+    } else {
+        kvs.sort_by(cmp);
+    }
+}
+
+/// The changes of one write request (apply loop only). All of them share one main
+/// revision; [`end`](Self::end) publishes it if anything changed.
+pub(crate) struct WriteTxn<'a> {
+    store: &'a Store,
+    begin: i64,
+    sub: i64,
+}
+
+impl WriteTxn<'_> {
+    /// Revision reads inside this request see (earlier changes included).
+    pub(crate) fn read_rev(&self) -> i64 {
+        if self.sub > 0 {
+            self.begin + 1
+        } else {
+            self.begin
+        }
+    }
+
+    /// The revision this request's changes get.
+    pub(crate) fn write_rev(&self) -> i64 {
+        self.begin + 1
+    }
+
+    pub(crate) fn range(&self, r: &RangeRequest) -> Result<RangeResponse> {
+        self.store.range_at(r, self.read_rev())
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        self.store.get_at(key, self.read_rev())
+    }
+
+    /// Puts `key`; returns nothing (the caller reads prev_kv before).
+    pub(crate) fn put(&mut self, key: Bytes, value: Bytes, lease: i64) -> Result<()> {
+        let main = self.begin + 1;
+        let rev = Revision::new(main, self.sub);
+        let (create, version) = match self.store.index.get(&key, main) {
+            Ok(at) => (at.created.main, at.version + 1),
+            Err(_) => (main, 1),
+        };
+        let kv = KeyValue {
+            key: key.clone(),
+            create_revision: create,
+            mod_revision: main,
+            version,
+            value,
+            lease,
+        };
+        self.store.backend.put(
+            KEY,
+            Bytes::from(revkey::encode(rev, false)),
+            Bytes::from(kv.encode_to_vec()),
+        );
+        self.store
+            .index
+            .put(&key, rev)
+            .map_err(|e| Error::Internal(format!("index: {e}")))?;
+        self.sub += 1;
+        Ok(())
+    }
+
+    /// Deletes every key of the range; returns the deleted key-values (previous state).
+    pub(crate) fn delete_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>> {
+        let (keys, revs) = self.store.index.range(key, end, self.read_rev());
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prev = self.store.fetch(&revs)?;
+        let main = self.begin + 1;
+        for k in keys {
+            let rev = Revision::new(main, self.sub);
+            let tomb = KeyValue {
+                key: k.clone(),
+                ..Default::default()
+            };
+            self.store.backend.put(
+                KEY,
+                Bytes::from(revkey::encode(rev, true)),
+                Bytes::from(tomb.encode_to_vec()),
+            );
+            self.store
+                .index
+                .tombstone(&k, rev)
+                .map_err(|e| Error::Internal(format!("index: {e}")))?;
+            self.sub += 1;
+        }
+        Ok(prev)
+    }
+
+    /// Publishes the revision if anything changed; returns the revision to report.
+    pub(crate) fn end(self) -> i64 {
+        if self.sub > 0 {
+            self.store
+                .current_rev
+                .store(self.begin + 1, Ordering::Release);
+            self.begin + 1
+        } else {
+            self.begin
+        }
+    }
+}
