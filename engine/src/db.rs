@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::check::{CheckError, Walker};
 use crate::cursor::Src;
@@ -105,13 +105,71 @@ impl Writer {
     }
 }
 
+/// The single-writer lock. The writer state moves into the write transaction (so a
+/// `WriteTx` is `Send`) and comes back when it ends.
+pub(crate) struct WriterSlot {
+    state: Mutex<Option<Writer>>,
+    cv: Condvar,
+}
+
+impl WriterSlot {
+    fn new(w: Writer) -> WriterSlot {
+        WriterSlot {
+            state: Mutex::new(Some(w)),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Wait for the writer state and take it; it returns when the guard drops.
+    pub(crate) fn acquire(&self) -> WriterGuard<'_> {
+        let mut g = self.state.lock();
+        loop {
+            if let Some(w) = g.take() {
+                return WriterGuard {
+                    slot: self,
+                    w: Some(w),
+                };
+            }
+            self.cv.wait(&mut g);
+        }
+    }
+}
+
+/// Exclusive ownership of the writer state; gives it back on drop.
+pub(crate) struct WriterGuard<'a> {
+    slot: &'a WriterSlot,
+    w: Option<Writer>,
+}
+
+impl std::ops::Deref for WriterGuard<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        self.w.as_ref().expect("writer state present until drop")
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        self.w.as_mut().expect("writer state present until drop")
+    }
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.w.take() {
+            *self.slot.state.lock() = Some(w);
+            self.slot.cv.notify_one();
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub path: PathBuf,
     pub storage: Box<dyn Storage>,
     pub opts: Options,
     pub ps: usize,
     pub shared: Mutex<Shared>,
-    pub writer: Mutex<Writer>,
+    pub writer: WriterSlot,
 }
 
 impl Inner {
@@ -250,7 +308,7 @@ impl Db {
                 free_pages,
                 pending_pages: 0,
             }),
-            writer: Mutex::new(Writer {
+            writer: WriterSlot::new(Writer {
                 free,
                 pending: BTreeMap::new(),
             }),
@@ -277,7 +335,7 @@ impl Db {
         if self.inner.opts.read_only {
             return Err(Error::DatabaseReadOnly);
         }
-        let mut w = self.inner.writer.lock();
+        let mut w = self.inner.writer.acquire();
         let (map, meta) = {
             let mut sh = self.inner.shared.lock();
             if let Some(p) = &sh.poison {
@@ -317,7 +375,7 @@ impl Db {
     /// inconsistency found (empty = consistent). Waits for the current writer; do not call
     /// it while holding a `WriteTx` on the same thread.
     pub fn check(&self) -> Vec<CheckError> {
-        let w = self.inner.writer.lock();
+        let w = self.inner.writer.acquire();
         let (map, meta) = {
             let sh = self.inner.shared.lock();
             (sh.map.clone(), sh.meta)

@@ -6,10 +6,9 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::MutexGuard;
 
 use crate::cursor::{lookup, Bucket, Cursor, Src, View};
-use crate::db::{freelist_pages, grow_len, Db, Inner, Writer};
+use crate::db::{freelist_pages, grow_len, Db, Inner, Writer, WriterGuard};
 use crate::error::{Error, Result};
 use crate::format::{
     write_freelist, write_page_header, BucketHeader, Meta, Pgid, BUCKET_HEADER_SIZE,
@@ -133,7 +132,7 @@ impl Drop for ReadTx {
 /// [`WriteTx::commit`] rolls back.
 pub struct WriteTx<'db> {
     db: &'db Db,
-    w: MutexGuard<'db, Writer>,
+    w: WriterGuard<'db>,
     ctx: Ctx,
     meta: Meta,
     root: Tree,
@@ -150,7 +149,7 @@ impl AsRef<[u8]> for MapOwner {
 }
 
 impl<'db> WriteTx<'db> {
-    pub(crate) fn new(db: &'db Db, w: MutexGuard<'db, Writer>, map: Arc<Map>, meta: Meta) -> Self {
+    pub(crate) fn new(db: &'db Db, w: WriterGuard<'db>, map: Arc<Map>, meta: Meta) -> Self {
         let ctx = Ctx {
             map: Bytes::from_owner(MapOwner(map.clone())),
             ps: db.inner.ps,

@@ -128,6 +128,8 @@ fn handles_are_thread_safe() {
     fn send_static<T: Send + 'static>() {}
     send_sync::<Db>();
     send_static::<cairn_engine::ReadTx>();
+    fn send<T: Send>() {}
+    send::<cairn_engine::WriteTx<'static>>();
 
     let dir = tempfile::tempdir().unwrap();
     let db = open(&dir);
@@ -156,6 +158,32 @@ fn handles_are_thread_safe() {
     for r in readers {
         r.join().unwrap();
     }
+    assert_eq!(db.check(), vec![]);
+    // A write transaction can move to another thread; a second writer waits for it.
+    let tx = db.begin_write().unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let mut tx2 = db.begin_write().unwrap();
+            let seen = tx2
+                .bucket_mut(b"key")
+                .unwrap()
+                .get(b"moved")
+                .map(|v| v.to_vec());
+            tx2.rollback();
+            seen
+        });
+        s.spawn(move || {
+            let mut tx = tx;
+            tx.bucket_mut(b"key")
+                .unwrap()
+                .put(b"moved", b"yes")
+                .unwrap();
+            tx.commit().unwrap();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(waiter.join().unwrap().as_deref(), Some(&b"yes"[..]));
+    });
     assert_eq!(db.check(), vec![]);
 }
 
