@@ -234,6 +234,20 @@ fn opts() -> Options {
 
 #[test]
 fn crash_at_every_write_and_sync() {
+    crash_at_every_point(opts());
+}
+
+/// The same with the freelist not persisted (etcd's configuration): recovery rebuilds it.
+#[test]
+fn crash_at_every_write_and_sync_without_freelist() {
+    crash_at_every_point(Options {
+        no_freelist_sync: true,
+        ..opts()
+    });
+}
+
+fn crash_at_every_point(opts: Options) {
+    let opts = || opts.clone();
     const COMMITS: usize = 24;
     let seeds: u64 = std::env::var("CAIRN_CRASH_SEEDS")
         .ok()
