@@ -147,7 +147,7 @@ impl Backend {
                 while i < order.len() && b.ops[order[i]].0 == name {
                     let (_, k, v) = &b.ops[order[i]];
                     match v {
-                        Some(v) => bucket.put(k, v).map_err(engine_err)?,
+                        Some(v) => bucket.put_bytes(k.clone(), v.clone()).map_err(engine_err)?,
                         None => {
                             bucket.delete(k).map_err(engine_err)?;
                         }
@@ -231,9 +231,10 @@ impl Backend {
             .collect()
     }
 
-    /// File size in bytes.
+    /// Size as etcd reports it (bbolt's `tx.Size()`): pages up to the high-water mark.
     pub(crate) fn size(&self) -> u64 {
-        self.db().size()
+        let st = self.db().stats();
+        st.high_water * st.page_size as u64
     }
 
     /// Bytes of pages in use.

@@ -315,7 +315,7 @@ impl Loop {
                 match e.get_entry_type() {
                     EntryType::EntryNormal => {
                         let core = self.core.clone();
-                        match InternalRequest::decode(e.data.as_ref()) {
+                        match InternalRequest::decode(e.data.clone()) {
                             Ok(InternalRequest { id, op: Some(op) }) => {
                                 let mut fatal: Option<Error> = None;
                                 let mut commit = || -> Result<()> {

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
 use cairn_wal::{Record, Wal};
 use raft::eraftpb::{ConfState, EntryType, HardState, Snapshot};
 use raft::prelude::Entry;
@@ -125,7 +124,7 @@ fn to_wal(e: &Entry) -> cairn_wal::Entry {
         index: e.index,
         term: e.term,
         kind: e.get_entry_type() as u8,
-        data: Bytes::copy_from_slice(&e.data),
+        data: e.data.clone(),
     }
 }
 
