@@ -60,6 +60,9 @@ pub(crate) struct KeyHistory {
     /// Compaction emptied this history and unlinked it from the skiplist; a writer that
     /// finds this flag must look the key up again.
     pub(crate) removed: bool,
+    /// Copy of the newest revision (the last one of the last generation), so that reads at
+    /// the head, the common case, need not follow the revision list's heap pointer.
+    newest: Revision,
 }
 
 /// Where a compaction at some revision cuts a history (etcd's `doCompact`).
@@ -77,7 +80,7 @@ impl KeyHistory {
 
     /// The latest revision written to this key (etcd's `modified`).
     pub(crate) fn latest(&self) -> Option<Revision> {
-        self.gens.last().map(Generation::last)
+        (!self.gens.is_empty()).then_some(self.newest)
     }
 
     fn check_newer(&self, rev: Revision) -> Result<(), Error> {
@@ -95,6 +98,7 @@ impl KeyHistory {
     }
 
     fn push(&mut self, rev: Revision) {
+        self.newest = rev;
         match self.gens.last_mut() {
             Some(g) if self.live => {
                 g.revs.push(rev);
@@ -125,6 +129,7 @@ impl KeyHistory {
             gens: smallvec![Generation::new(created, ver, modified)],
             live: true,
             removed: false,
+            newest: modified,
         }
     }
 
@@ -135,12 +140,22 @@ impl KeyHistory {
             gens: smallvec![Generation::new(Revision::default(), 1, rev)],
             live: false,
             removed: false,
+            newest: rev,
         }
     }
 
     /// The key's state at main revision `at` (etcd's `keyIndex.get`).
     pub(crate) fn get(&self, at: i64) -> Option<KeyAt> {
         let n = self.gens.len();
+        let newest = self.gens.last()?;
+        if at >= self.newest.main {
+            // At or after the newest change: the key is what that change left.
+            return self.live.then_some(KeyAt {
+                modified: self.newest,
+                created: newest.created,
+                version: newest.ver,
+            });
+        }
         for (i, g) in self.gens.iter().enumerate().rev() {
             let open = i + 1 == n && self.live;
             // A generation that ended at or below `at` means the key was deleted there.
