@@ -6,9 +6,13 @@
 //! Data: etcd-style revision keys (8-byte big-endian main, '_', 8-byte big-endian sub:
 //! 17 bytes) with 256-byte values, generated once from a fixed seed and shared by every
 //! store. Every store commits durably (fsync) to a real file in a temporary directory.
+//! Each workload is one criterion group holding the three engines measured back to back
+//! (cairn, redb, lmdb), so their ratios suffer least from a machine whose load drifts.
 //!
 //! - `put_seq`, `put_rand`: a fresh store, 10 000 keys in batches of 1 000 per commit, in
 //!   ascending or random key order (time for all 10 commits; throughput per key).
+//!   `put_seq_nosync`, `put_rand_nosync`: the same without fsync (cairn `no_sync`, redb
+//!   `Durability::None`, LMDB `NO_SYNC | NO_META_SYNC`): the engines' CPU cost alone.
 //! - `get_rand`: 10 000 random point reads of present keys in one read transaction, from a
 //!   store holding 100 000 keys.
 //! - `scan`: 100 range scans of 100 consecutive keys from random start keys, same store.
@@ -21,7 +25,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+    criterion_group, criterion_main, measurement::WallTime, BenchmarkGroup, BenchmarkId, Criterion,
+    SamplingMode, Throughput,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -79,7 +84,8 @@ impl Data {
 /// The operations every store offers to the benchmarks.
 trait Store: Sized {
     const NAME: &'static str;
-    fn create(dir: &Path) -> Self;
+    /// A new store in `dir`; `durable: false` commits without fsync (CPU cost only).
+    fn create(dir: &Path, durable: bool) -> Self;
     /// Put `keys` in commits of `batch` keys each.
     fn put_batches(&self, keys: &[[u8; 17]], value: &[u8], batch: usize);
     /// Point reads in one read transaction; returns the total value bytes read.
@@ -96,8 +102,12 @@ mod cairn {
 
     impl Store for Cairn {
         const NAME: &'static str = "cairn";
-        fn create(dir: &Path) -> Self {
-            let db = Db::open(dir.join("cairn.db"), Options::default()).unwrap();
+        fn create(dir: &Path, durable: bool) -> Self {
+            let opts = Options {
+                no_sync: !durable,
+                ..Options::default()
+            };
+            let db = Db::open(dir.join("cairn.db"), opts).unwrap();
             let mut tx = db.begin_write().unwrap();
             tx.create_bucket_if_not_exists(b"key").unwrap();
             tx.commit().unwrap();
@@ -140,24 +150,30 @@ mod cairn {
 
 mod redb_store {
     use super::*;
-    use redb::{Database, ReadableDatabase, TableDefinition};
+    use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
     const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
 
-    pub struct Redb(Database);
+    pub struct Redb(Database, Durability);
 
     impl Store for Redb {
         const NAME: &'static str = "redb";
-        fn create(dir: &Path) -> Self {
+        fn create(dir: &Path, durable: bool) -> Self {
             let db = Database::create(dir.join("redb.db")).unwrap();
             let tx = db.begin_write().unwrap();
             tx.open_table(TABLE).unwrap();
             tx.commit().unwrap();
-            Redb(db)
+            let d = if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            };
+            Redb(db, d)
         }
         fn put_batches(&self, keys: &[[u8; 17]], value: &[u8], batch: usize) {
             for chunk in keys.chunks(batch) {
-                let tx = self.0.begin_write().unwrap();
+                let mut tx = self.0.begin_write().unwrap();
+                tx.set_durability(self.1).unwrap();
                 {
                     let mut t = tx.open_table(TABLE).unwrap();
                     for k in chunk {
@@ -196,23 +212,24 @@ mod lmdb {
     #![allow(unsafe_code)]
     use super::*;
     use heed::types::Bytes;
-    use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
+    use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions};
     use std::ops::Bound;
 
     pub struct Lmdb(Env, Database<'static, Bytes, Bytes>);
 
     impl Store for Lmdb {
         const NAME: &'static str = "lmdb";
-        fn create(dir: &Path) -> Self {
+        fn create(dir: &Path, durable: bool) -> Self {
+            let mut opts = EnvOpenOptions::new();
+            opts.map_size(4 << 30).max_dbs(1);
+            if !durable {
+                // SAFETY: NO_SYNC only risks losing data on a crash, which a benchmark on
+                // a temporary directory accepts.
+                unsafe { opts.flags(EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC) };
+            }
             // SAFETY: every benchmark store gets its own fresh temporary directory, so no
             // other Env in this process has this file open.
-            let env = unsafe {
-                EnvOpenOptions::new()
-                    .map_size(4 << 30)
-                    .max_dbs(1)
-                    .open(dir)
-                    .unwrap()
-            };
+            let env = unsafe { opts.open(dir).unwrap() };
             let wtxn = env.write_txn().unwrap();
             let db = env
                 .create_databases_and_commit(wtxn, |o, w| -> Result<_, heed::Error> {
@@ -260,11 +277,11 @@ mod lmdb {
 }
 
 /// Time `iters` runs of `work` on a fresh store each, excluding store creation.
-fn fresh<S: Store>(iters: u64, work: impl Fn(&S)) -> Duration {
+fn fresh<S: Store>(iters: u64, durable: bool, work: impl Fn(&S)) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let dir = tempfile::tempdir().unwrap();
-        let s = S::create(dir.path());
+        let s = S::create(dir.path(), durable);
         let t = Instant::now();
         work(&s);
         total += t.elapsed();
@@ -273,63 +290,108 @@ fn fresh<S: Store>(iters: u64, work: impl Fn(&S)) -> Duration {
     total
 }
 
-fn bench_store<S: Store>(c: &mut Criterion, data: &Data) {
-    let mut g = c.benchmark_group("put_seq");
-    g.sampling_mode(SamplingMode::Flat);
-    g.throughput(Throughput::Elements(PUT_KEYS as u64));
-    g.bench_function(S::NAME, |b| {
-        b.iter_custom(|n| {
-            fresh::<S>(n, |s| {
-                s.put_batches(&data.seq[..PUT_KEYS], &data.value, BATCH)
-            })
-        })
-    });
-    g.finish();
+type Group<'a> = BenchmarkGroup<'a, WallTime>;
 
-    let mut g = c.benchmark_group("put_rand");
-    g.sampling_mode(SamplingMode::Flat);
-    g.throughput(Throughput::Elements(PUT_KEYS as u64));
+fn put_bench<S: Store>(g: &mut Group<'_>, keys: &[[u8; 17]], value: &[u8], durable: bool) {
     g.bench_function(S::NAME, |b| {
-        b.iter_custom(|n| fresh::<S>(n, |s| s.put_batches(&data.rand, &data.value, BATCH)))
+        b.iter_custom(|n| fresh::<S>(n, durable, |s| s.put_batches(keys, value, BATCH)))
     });
-    g.finish();
+}
 
-    // One store with READ_KEYS keys for reads and single-put commits.
+/// One put group: the three engines on the same keys.
+fn put_group(c: &mut Criterion, name: &str, keys: &[[u8; 17]], value: &[u8], durable: bool) {
+    let mut g = c.benchmark_group(name);
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    put_bench::<cairn::Cairn>(&mut g, keys, value, durable);
+    put_bench::<redb_store::Redb>(&mut g, keys, value, durable);
+    put_bench::<lmdb::Lmdb>(&mut g, keys, value, durable);
+    g.finish();
+}
+
+/// The three stores, each holding the same READ_KEYS keys, in a fixed order (so every
+/// workload group measures all three engines back to back).
+fn loaded(dir: &Path, data: &Data) -> Vec<(&'static str, Box<dyn StoreOps>)> {
+    fn one<S: Store + 'static>(dir: &Path, data: &Data) -> (&'static str, Box<dyn StoreOps>) {
+        let p = dir.join(S::NAME);
+        std::fs::create_dir(&p).unwrap();
+        let s = S::create(&p, true);
+        s.put_batches(&data.seq, &data.value, 10_000);
+        (S::NAME, Box::new(s))
+    }
+    vec![
+        one::<cairn::Cairn>(dir, data),
+        one::<redb_store::Redb>(dir, data),
+        one::<lmdb::Lmdb>(dir, data),
+    ]
+}
+
+/// The object-safe part of [`Store`], for the stores measured side by side.
+trait StoreOps {
+    fn put_some(&self, keys: &[[u8; 17]], value: &[u8], batch: usize);
+    fn get_some(&self, keys: &[[u8; 17]], probes: &[usize]) -> usize;
+    fn scan_some(&self, keys: &[[u8; 17]], starts: &[usize], len: usize) -> usize;
+}
+
+impl<S: Store> StoreOps for S {
+    fn put_some(&self, keys: &[[u8; 17]], value: &[u8], batch: usize) {
+        self.put_batches(keys, value, batch)
+    }
+    fn get_some(&self, keys: &[[u8; 17]], probes: &[usize]) -> usize {
+        self.gets(keys, probes)
+    }
+    fn scan_some(&self, keys: &[[u8; 17]], starts: &[usize], len: usize) -> usize {
+        self.scans(keys, starts, len)
+    }
+}
+
+fn engines(c: &mut Criterion) {
+    let data = Data::new();
+
+    put_group(c, "put_seq", &data.seq[..PUT_KEYS], &data.value, true);
+    put_group(c, "put_rand", &data.rand, &data.value, true);
+    put_group(
+        c,
+        "put_seq_nosync",
+        &data.seq[..PUT_KEYS],
+        &data.value,
+        false,
+    );
+    put_group(c, "put_rand_nosync", &data.rand, &data.value, false);
+
     let dir = tempfile::tempdir().unwrap();
-    let s = S::create(dir.path());
-    s.put_batches(&data.seq, &data.value, 10_000);
+    let stores = loaded(dir.path(), &data);
 
     let mut g = c.benchmark_group("get_rand");
     g.throughput(Throughput::Elements(GETS as u64));
-    g.bench_function(S::NAME, |b| {
-        b.iter(|| black_box(s.gets(&data.seq, &data.probes)))
-    });
+    for (name, s) in &stores {
+        g.bench_function(*name, |b| {
+            b.iter(|| black_box(s.get_some(&data.seq, &data.probes)))
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("scan");
     g.throughput(Throughput::Elements((SCANS * SCAN_LEN) as u64));
-    g.bench_function(S::NAME, |b| {
-        b.iter(|| black_box(s.scans(&data.seq, &data.probes[..SCANS], SCAN_LEN)))
-    });
+    for (name, s) in &stores {
+        g.bench_function(*name, |b| {
+            b.iter(|| black_box(s.scan_some(&data.seq, &data.probes[..SCANS], SCAN_LEN)))
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("commit_1");
     g.sampling_mode(SamplingMode::Flat);
     let mut next = READ_KEYS as u64;
-    g.bench_function(S::NAME, |b| {
-        b.iter(|| {
-            next += 1;
-            s.put_batches(&[rev_key(next, 0)], &data.value, 1)
-        })
-    });
+    for (name, s) in &stores {
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                next += 1;
+                s.put_some(&[rev_key(next, 0)], &data.value, 1)
+            })
+        });
+    }
     g.finish();
-}
-
-fn engines(c: &mut Criterion) {
-    let data = Data::new();
-    bench_store::<cairn::Cairn>(c, &data);
-    bench_store::<redb_store::Redb>(c, &data);
-    bench_store::<lmdb::Lmdb>(c, &data);
 }
 
 /// A freelist holding `isolated` single free pages (every other page) followed by one
