@@ -122,6 +122,25 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// Mark page `pgid` and its overflow pages; false if `pgid` itself was already
+    /// reachable or out of bounds. An overflow reaching past the high-water mark is one
+    /// error, not one per page.
+    fn mark_span(&mut self, pgid: Pgid) -> bool {
+        let want = u64::from(self.src.page(pgid).overflow()) + 1;
+        let span = self.src.span(pgid);
+        if want > span {
+            self.errors.push(CheckError::OutOfBounds {
+                pgid: pgid.saturating_add(want - 1),
+                high_water: self.hw,
+            });
+        }
+        let fresh = self.mark(pgid);
+        for i in 1..span {
+            self.mark(pgid + i);
+        }
+        fresh
+    }
+
     pub(crate) fn mark_free(&mut self, ids: &[Pgid]) {
         for &pgid in ids {
             if pgid >= self.hw {
@@ -142,10 +161,7 @@ impl<'a> Walker<'a> {
         self.mark(0);
         self.mark(1);
         if meta.freelist != PGID_NO_FREELIST {
-            let p = self.src.page(meta.freelist);
-            for i in 0..=u64::from(p.overflow()) {
-                self.mark(meta.freelist + i);
-            }
+            self.mark_span(meta.freelist);
         }
         self.walk_tree(meta.root.root, None, None, 0, true);
     }
@@ -182,13 +198,7 @@ impl<'a> Walker<'a> {
             self.mark(pgid);
             return;
         }
-        let mut fresh = true;
-        for i in 0..=u64::from(p.overflow()) {
-            if !self.mark(pgid + i) && i == 0 {
-                fresh = false;
-            }
-        }
-        if !fresh {
+        if !self.mark_span(pgid) {
             return;
         }
         if p.id() != pgid {

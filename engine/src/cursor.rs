@@ -35,6 +35,15 @@ impl<'a> Src<'a> {
         PageRef::new(map.get(start..end).unwrap_or(first))
     }
 
+    /// Number of physical pages of page `pgid` (1 + overflow), clamped to the high-water
+    /// mark so a corrupt overflow count cannot reach beyond the snapshot.
+    pub(crate) fn span(&self, pgid: Pgid) -> u64 {
+        let p = self.page(pgid);
+        (u64::from(p.overflow()) + 1)
+            .min(self.hw.saturating_sub(pgid))
+            .max(1)
+    }
+
     #[inline]
     pub(crate) fn resolve(&self, child: Child) -> View<'a> {
         match child {

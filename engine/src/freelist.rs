@@ -110,6 +110,13 @@ impl SpanFreelist {
         let (len, pos) = self.by_start.remove(&start)?;
         self.by_end.remove(&(start + len - 1));
         let starts = self.by_len.get_mut(&len)?;
+        // The indexes agree unless a caller freed overlapping spans (a corrupt file);
+        // stay consistent rather than panic.
+        let pos = if starts.get(pos) == Some(&start) {
+            pos
+        } else {
+            starts.iter().position(|&s| s == start)?
+        };
         starts.swap_remove(pos);
         if let Some(&moved) = starts.get(pos) {
             if let Some(e) = self.by_start.get_mut(&moved) {
@@ -119,7 +126,7 @@ impl SpanFreelist {
         if starts.is_empty() {
             self.lens.remove(&len);
         }
-        self.count -= len;
+        self.count = self.count.saturating_sub(len);
         Some(len)
     }
 }

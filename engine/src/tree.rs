@@ -45,7 +45,7 @@ impl Ctx {
             if p.data.is_empty() {
                 return;
             }
-            pages = u64::from(p.overflow()) + 1;
+            pages = src.span(pgid);
             if p.is_branch() {
                 children.extend((0..p.count()).map(|i| p.child(i)));
             } else if p.is_leaf() {
@@ -155,11 +155,7 @@ impl Tree {
                 let (node, pages) = {
                     let src = ctx.src(&[]);
                     let page = src.page(p);
-                    let pages = if page.data.is_empty() {
-                        0
-                    } else {
-                        u64::from(page.overflow()) + 1
-                    };
+                    let pages = if page.data.is_empty() { 0 } else { src.span(p) };
                     (Node::from_page(page, &ctx.map), pages)
                 };
                 if pages > 0 {

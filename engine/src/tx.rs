@@ -337,10 +337,8 @@ impl<'db> WriteTx<'db> {
         // Freelist: the old freelist page is freed by this tx; a new one lists every free
         // and pending page (after restart no reader can see the pending ones).
         if self.meta.freelist != PGID_NO_FREELIST {
-            let p = self.ctx.src(&[]).page(self.meta.freelist);
-            self.ctx
-                .freed
-                .push((self.meta.freelist, u64::from(p.overflow()) + 1));
+            let n = self.ctx.src(&[]).span(self.meta.freelist);
+            self.ctx.freed.push((self.meta.freelist, n));
         }
         let mut out = std::mem::take(&mut sp.out);
         drop(sp);
