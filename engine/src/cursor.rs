@@ -64,6 +64,17 @@ pub(crate) enum View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// Same node (same bytes), for cycle detection.
+    fn same(&self, other: &View<'_>) -> bool {
+        match (self, other) {
+            (View::Page(a), View::Page(b)) => {
+                !a.data.is_empty() && std::ptr::eq(a.data.as_ptr(), b.data.as_ptr())
+            }
+            (View::Node(a), View::Node(b)) => std::ptr::eq(*a, *b),
+            _ => false,
+        }
+    }
+
     #[inline]
     pub(crate) fn is_leaf(&self) -> bool {
         match self {
@@ -219,7 +230,11 @@ impl<'a> Cursor<'a> {
             if v.is_leaf() || self.stack.len() > 64 || i >= v.count() {
                 return;
             }
-            let c = v.child(&self.src, i);
+            let mut c = v.child(&self.src, i);
+            if self.stack.iter().any(|(a, _)| a.same(&c)) {
+                // A child pointing back at an ancestor (corrupt file): treat as empty.
+                c = View::Page(PageRef::new(&[]));
+            }
             let ci = if last { c.count().saturating_sub(1) } else { 0 };
             self.stack.push((c, ci));
         }

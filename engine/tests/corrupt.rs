@@ -130,3 +130,41 @@ fn corrupted_files_never_panic() {
     }
     assert!(opened > 0, "no corrupted file opened ({refused} refused)");
 }
+
+#[test]
+fn branch_pointing_at_itself_terminates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cycle.db");
+    {
+        let db = Db::open(&path, opts()).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        let mut b = tx.create_bucket(b"key").unwrap();
+        for i in 0..3000u32 {
+            b.put(&i.to_be_bytes(), &[1u8; 30]).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let mut img = std::fs::read(&path).unwrap();
+    let db_pages = Db::open(&path, opts()).unwrap().stats().high_water as usize;
+    // The bucket's root is the only branch page; point its first child at itself.
+    let branch = (2..db_pages)
+        .find(|&p| u16::from_le_bytes([img[p * 4096 + 8], img[p * 4096 + 9]]) == 0x01)
+        .expect("a branch page");
+    let me = (branch as u64).to_le_bytes();
+    img[branch * 4096 + 16 + 8..branch * 4096 + 16 + 16].copy_from_slice(&me);
+    std::fs::write(&path, &img).unwrap();
+
+    let db = Db::open(&path, opts()).unwrap();
+    assert!(!db.check().is_empty(), "the cycle must be reported");
+    let tx = db.begin_read().unwrap();
+    let b = tx.bucket(b"key").unwrap();
+    let mut c = b.cursor();
+    let mut n = 0;
+    let mut item = c.first();
+    while item.is_some() {
+        n += 1;
+        assert!(n <= 3000, "scan does not terminate");
+        item = c.next();
+    }
+    assert!(n < 3000, "keys under the lost child cannot be seen");
+}
