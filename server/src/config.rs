@@ -1,1 +1,0 @@
-//! etcd's flags, `ETCD_*` environment variables and `--config-file` YAML (being written).

@@ -1,0 +1,670 @@
+use super::*;
+
+fn args(s: &[&str]) -> Vec<String> {
+    s.iter().map(|a| a.to_string()).collect()
+}
+
+fn env(s: &[(&str, &str)]) -> Vec<(String, String)> {
+    s.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn no_file(_: &str) -> std::io::Result<String> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "no such file",
+    ))
+}
+
+fn run_with(a: &[&str], e: &[(&str, &str)]) -> Result<Parsed, ConfigError> {
+    parse(&args(a), &env(e), no_file)
+}
+
+fn config(a: &[&str], e: &[(&str, &str)]) -> Config {
+    match run_with(a, e)
+        .unwrap_or_else(|err| panic!("{a:?}: {err}"))
+        .invocation
+    {
+        Invocation::Run(c) => *c,
+        other => panic!("expected Run, got {other:?}"),
+    }
+}
+
+fn error(a: &[&str], e: &[(&str, &str)]) -> ConfigError {
+    match run_with(a, e) {
+        Err(err) => err,
+        Ok(p) => panic!("{a:?} {e:?} parsed: {p:?}"),
+    }
+}
+
+fn url(s: &str) -> Url {
+    Url::parse(s).unwrap()
+}
+
+#[test]
+fn no_flags_gives_etcd_defaults() {
+    let c = config(&[], &[]);
+    assert_eq!(c, Config::default());
+    assert_eq!(c.name, "default");
+    assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+    assert_eq!(c.listen_client_urls, vec![url("http://localhost:2379")]);
+    assert_eq!(
+        c.listen_client_urls[0].bind_addr().unwrap(),
+        "127.0.0.1:2379".parse().unwrap()
+    );
+    assert_eq!(c.advertise_client_urls, vec![url("http://localhost:2379")]);
+    assert_eq!(
+        c.initial_cluster,
+        vec![("default".to_string(), url("http://localhost:2380"))]
+    );
+    assert_eq!(c.initial_cluster_state, ClusterState::New);
+    assert_eq!(c.initial_cluster_token, "etcd-cluster");
+    assert_eq!(c.snapshot_count, 100_000);
+    assert_eq!(c.heartbeat_interval, Duration::from_millis(100));
+    assert_eq!(c.election_timeout, Duration::from_millis(1000));
+    assert_eq!(c.quota_backend_bytes(), Some(2 * 1024 * 1024 * 1024));
+    assert_eq!(c.max_request_bytes, 1_572_864);
+    assert_eq!(c.max_txn_ops, 128);
+    assert_eq!(c.auto_compaction, AutoCompaction::Off);
+    assert_eq!(c.log_level, LogLevel::Info);
+    assert!(!c.enable_v2);
+    c.verify_bootstrap().unwrap();
+}
+
+#[test]
+fn go_flag_syntaxes() {
+    for form in [
+        &["--name=n1"][..],
+        &["--name", "n1"][..],
+        &["-name=n1"][..],
+        &["-name", "n1"][..],
+    ] {
+        assert_eq!(config(form, &[]).name, "n1", "{form:?}");
+    }
+    // Renaming moves the data dir and the default initial cluster, like etcd.
+    let c = config(&["--name", "n1"], &[]);
+    assert_eq!(c.data_dir, PathBuf::from("n1.etcd"));
+    assert_eq!(
+        c.initial_cluster,
+        vec![("n1".to_string(), url("http://localhost:2380"))]
+    );
+    c.verify_bootstrap().unwrap();
+    // A value may start with a dash when it follows a non-boolean flag.
+    assert_eq!(config(&["--name", "-odd"], &[]).name, "-odd");
+    // The last occurrence wins.
+    assert_eq!(config(&["--name=a", "--name=b"], &[]).name, "b");
+}
+
+#[test]
+fn boolean_flags() {
+    assert!(config(&["--enable-v2"], &[]).enable_v2);
+    assert!(config(&["-enable-v2=true"], &[]).enable_v2);
+    assert!(config(&["--enable-v2=1"], &[]).enable_v2);
+    assert!(!config(&["--enable-v2=false"], &[]).enable_v2);
+    // A bool flag does not take the next argument: etcd then rejects "false".
+    assert_eq!(
+        error(&["--enable-v2", "false"], &[]).message(),
+        "'false' is not a valid flag"
+    );
+    let e = error(&["--enable-v2=maybe"], &[]);
+    assert_eq!(
+        e.message(),
+        "invalid boolean value \"maybe\" for -enable-v2: parse error"
+    );
+    assert_eq!(e.exit_code(), 2);
+}
+
+#[test]
+fn syntax_errors() {
+    assert_eq!(
+        error(&["--foo"], &[]).message(),
+        "flag provided but not defined: -foo"
+    );
+    assert_eq!(
+        error(&["-foo=1"], &[]).message(),
+        "flag provided but not defined: -foo"
+    );
+    assert_eq!(
+        error(&["extra"], &[]).message(),
+        "'extra' is not a valid flag"
+    );
+    assert_eq!(
+        error(&["--name", "a", "--", "x"], &[]).message(),
+        "'x' is not a valid flag"
+    );
+    assert_eq!(
+        error(&["--name"], &[]).message(),
+        "flag needs an argument: -name"
+    );
+    assert_eq!(
+        error(&["---name=a"], &[]).message(),
+        "bad flag syntax: ---name=a"
+    );
+    assert_eq!(error(&["-=a"], &[]).message(), "bad flag syntax: -=a");
+    let e = error(&["--snapshot-count=-5"], &[]);
+    assert_eq!(
+        e.message(),
+        "invalid value \"-5\" for flag -snapshot-count: parse error"
+    );
+    assert_eq!(e.exit_code(), 2);
+    assert_eq!(
+        error(&["--listen-peer-urls", "foo"], &[]).message(),
+        "invalid value \"foo\" for flag -listen-peer-urls: URL scheme must be http, https, unix, \
+         or unixs: foo"
+    );
+    // "--" alone just ends the flags.
+    assert_eq!(config(&["--name", "a", "--"], &[]).name, "a");
+}
+
+#[test]
+fn help_and_version() {
+    for h in ["-h", "--help", "-help"] {
+        assert_eq!(
+            run_with(&[h], &[]).unwrap().invocation,
+            Invocation::PrintHelp
+        );
+    }
+    assert_eq!(
+        run_with(&["--version"], &[]).unwrap().invocation,
+        Invocation::PrintVersion
+    );
+    // --version wins over otherwise invalid configuration values, like etcd.
+    assert_eq!(
+        run_with(&["--initial-cluster-state=bad", "--version"], &[])
+            .unwrap()
+            .invocation,
+        Invocation::PrintVersion
+    );
+    let v = version_text();
+    assert!(
+        v.starts_with(&format!("cairn Version: {}\n", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(
+        v.contains(&format!(
+            "etcd API Version: {}\n",
+            crate::status::SERVER_VERSION
+        )),
+        "{v}"
+    );
+    assert!(v.contains("Git SHA: ") && v.contains("Rust Version: ") && v.contains("OS/Arch: "));
+    let h = help_text();
+    for name in [
+        "--name",
+        "--data-dir",
+        "--quota-backend-bytes",
+        "--auto-compaction-retention",
+    ] {
+        assert!(h.contains(name), "{name} missing from help");
+    }
+}
+
+#[test]
+fn every_supported_flag_is_read() {
+    let c = config(
+        &[
+            "--name=m1",
+            "--data-dir=/tmp/x",
+            "--listen-client-urls=http://127.0.0.1:2379,http://127.0.0.1:22379",
+            "--advertise-client-urls=http://10.0.0.1:2379",
+            "--listen-peer-urls=http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls=http://10.0.0.1:2380",
+            "--initial-cluster=m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380",
+            "--initial-cluster-state=existing",
+            "--initial-cluster-token=tok",
+            "--snapshot-count=10000",
+            "--heartbeat-interval=50",
+            "--election-timeout=500",
+            "--quota-backend-bytes=1048576",
+            "--max-request-bytes=1000",
+            "--max-txn-ops=7",
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=1000",
+            "--log-level=debug",
+            "--enable-v2",
+        ],
+        &[],
+    );
+    assert_eq!(c.name, "m1");
+    assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    assert_eq!(
+        c.listen_client_urls,
+        vec![url("http://127.0.0.1:22379"), url("http://127.0.0.1:2379")]
+    );
+    assert_eq!(c.advertise_client_urls, vec![url("http://10.0.0.1:2379")]);
+    assert_eq!(c.listen_peer_urls, vec![url("http://127.0.0.1:2380")]);
+    assert_eq!(
+        c.initial_advertise_peer_urls,
+        vec![url("http://10.0.0.1:2380")]
+    );
+    assert_eq!(c.initial_cluster.len(), 2);
+    assert_eq!(c.initial_cluster_state, ClusterState::Existing);
+    assert_eq!(c.initial_cluster_token, "tok");
+    assert_eq!(c.snapshot_count, 10_000);
+    assert_eq!(c.heartbeat_interval, Duration::from_millis(50));
+    assert_eq!(c.election_timeout, Duration::from_millis(500));
+    assert_eq!(c.quota_backend_bytes(), Some(1_048_576));
+    assert_eq!(c.max_request_bytes, 1000);
+    assert_eq!(c.max_txn_ops, 7);
+    assert_eq!(c.auto_compaction, AutoCompaction::Revision(1000));
+    assert_eq!(c.log_level, LogLevel::Debug);
+    assert!(c.enable_v2);
+    c.verify_bootstrap().unwrap();
+}
+
+#[test]
+fn listen_without_advertise_is_rejected_like_etcd() {
+    assert_eq!(
+        error(&["--listen-client-urls", "http://127.0.0.1:23999"], &[]).message(),
+        "--advertise-client-urls is required when --listen-client-urls is set explicitly"
+    );
+}
+
+#[test]
+fn value_validation() {
+    assert_eq!(
+        error(&["--initial-cluster-state", "bad"], &[]).message(),
+        "invalid value \"bad\" for flag -initial-cluster-state: invalid value"
+    );
+    assert!(error(&["--election-timeout=400"], &[])
+        .message()
+        .contains("at least as 5 times"));
+    assert!(error(
+        &["--election-timeout=60000", "--heartbeat-interval=100"],
+        &[]
+    )
+    .message()
+    .contains("is too long"));
+    assert!(error(&["--heartbeat-interval=0"], &[])
+        .message()
+        .contains("greater than 0"));
+    assert!(error(&["--max-txn-ops=0"], &[])
+        .message()
+        .contains("greater than 0"));
+    assert_eq!(
+        error(&["--log-level=loud"], &[]).message(),
+        "unknown log-level \"loud\""
+    );
+    assert_eq!(
+        error(&["--auto-compaction-mode=sometimes"], &[]).message(),
+        "unknown auto-compaction-mode \"sometimes\""
+    );
+    assert_eq!(
+        error(&["--auto-compaction-retention=-1"], &[]).message(),
+        "error parsing CompactionRetention: time: missing unit in duration \"-1\""
+    );
+    assert!(error(&["--auto-compaction-retention=-5m"], &[])
+        .message()
+        .contains("negative"));
+    assert!(error(
+        &[
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=5m"
+        ],
+        &[]
+    )
+    .message()
+    .contains("revision count"));
+    let bind = error(
+        &[
+            "--listen-client-urls=http://example.com:2379",
+            "--advertise-client-urls=http://example.com:2379",
+        ],
+        &[],
+    );
+    assert_eq!(
+        bind.message(),
+        "expected IP in URL for binding (http://example.com:2379)"
+    );
+    assert_eq!(bind.exit_code(), 1);
+    let tls = error(
+        &[
+            "--listen-client-urls=https://127.0.0.1:1",
+            "--advertise-client-urls=https://127.0.0.1:1",
+        ],
+        &[],
+    );
+    assert!(
+        tls.message().contains("not supported yet by cairn"),
+        "{tls}"
+    );
+}
+
+#[test]
+fn auto_compaction_retention_semantics() {
+    let ac = |a: &[&str]| config(a, &[]).auto_compaction;
+    assert_eq!(ac(&["--auto-compaction-retention=0"]), AutoCompaction::Off);
+    assert_eq!(
+        ac(&["--auto-compaction-retention=2"]),
+        AutoCompaction::Periodic(Duration::from_secs(7200))
+    );
+    assert_eq!(
+        ac(&[
+            "--auto-compaction-mode=periodic",
+            "--auto-compaction-retention=5m"
+        ]),
+        AutoCompaction::Periodic(Duration::from_secs(300))
+    );
+    assert_eq!(
+        ac(&["--auto-compaction-retention=1h30m"]),
+        AutoCompaction::Periodic(Duration::from_secs(5400))
+    );
+    assert_eq!(
+        ac(&[
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=500"
+        ]),
+        AutoCompaction::Revision(500)
+    );
+    assert_eq!(
+        ac(&["--auto-compaction-mode=revision"]),
+        AutoCompaction::Off
+    );
+}
+
+#[test]
+fn quota_values() {
+    assert_eq!(
+        config(&["--quota-backend-bytes=0"], &[]).quota_backend_bytes(),
+        Some(1 << 31)
+    );
+    let p = run_with(&["--quota-backend-bytes=-1"], &[]).unwrap();
+    match p.invocation {
+        Invocation::Run(c) => assert_eq!(c.quota_backend_bytes(), None),
+        other => panic!("{other:?}"),
+    }
+    assert!(p.warnings.iter().any(|w| w.contains("quota disabled")));
+}
+
+#[test]
+fn unsupported_flags_are_named() {
+    let e = error(&["--peer-cert-file=/x.pem"], &[]);
+    assert!(
+        e.message()
+            .starts_with("flag --peer-cert-file is not supported yet by cairn"),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 1);
+    let e = error(&["--client-cert-auth"], &[]);
+    assert!(
+        e.message()
+            .starts_with("flag --client-cert-auth is not supported yet"),
+        "{e}"
+    );
+    assert!(error(&["--experimental-initial-corrupt-check=true"], &[])
+        .message()
+        .contains("--experimental-initial-corrupt-check"));
+    assert!(error(&["--listen-metrics-urls=http://127.0.0.1:2381"], &[])
+        .message()
+        .contains("--listen-metrics-urls"));
+    // Unsupported flags given etcd's default value change nothing and are accepted.
+    let c = config(
+        &[
+            "--client-cert-auth=false",
+            "--logger=zap",
+            "--log-outputs=stderr",
+            "--max-snapshots=5",
+            "--enable-grpc-gateway",
+            "--experimental-watch-progress-notify-interval=10m0s",
+            "--wal-dir=",
+        ],
+        &[],
+    );
+    assert_eq!(c, Config::default());
+    // Values are still syntax-checked like Go's flag package.
+    assert_eq!(
+        error(&["--max-snapshots=x"], &[]).message(),
+        "invalid value \"x\" for flag -max-snapshots: parse error"
+    );
+}
+
+#[test]
+fn ignored_legacy_flags_warn() {
+    let p = run_with(&["--peer-heartbeat-interval=5"], &[]).unwrap();
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("peer-heartbeat-interval")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn environment_variables() {
+    let c = config(
+        &[],
+        &[
+            ("ETCD_NAME", "envname"),
+            ("ETCD_SNAPSHOT_COUNT", "42"),
+            ("ETCD_ENABLE_V2", "true"),
+            ("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:12379"),
+            ("ETCD_ADVERTISE_CLIENT_URLS", "http://127.0.0.1:12379"),
+            ("ETCD_DATA_DIR", ""), // empty values are unset
+            ("PATH", "/bin"),
+        ],
+    );
+    assert_eq!(c.name, "envname");
+    assert_eq!(c.data_dir, PathBuf::from("envname.etcd"));
+    assert_eq!(c.snapshot_count, 42);
+    assert!(c.enable_v2);
+    assert_eq!(c.listen_client_urls, vec![url("http://127.0.0.1:12379")]);
+
+    // Flags override the defaults, env fills the rest; a shadowed variable is an error.
+    let c = config(&["--name=flag"], &[("ETCD_SNAPSHOT_COUNT", "7")]);
+    assert_eq!((c.name.as_str(), c.snapshot_count), ("flag", 7));
+    let e = error(&["--name=flag"], &[("ETCD_NAME", "env")]);
+    assert!(e
+        .message()
+        .contains("\"ETCD_NAME\" is shadowed by corresponding command-line flag"));
+
+    assert_eq!(
+        error(&[], &[("ETCD_SNAPSHOT_COUNT", "abc")]).message(),
+        "invalid value \"abc\" for ETCD_SNAPSHOT_COUNT: parse error"
+    );
+    let e = error(&[], &[("ETCD_PEER_CERT_FILE", "/x")]);
+    assert!(
+        e.message().starts_with(
+            "environment variable ETCD_PEER_CERT_FILE (--peer-cert-file) is not supported yet"
+        ),
+        "{e}"
+    );
+    let p = run_with(&[], &[("ETCD_BOGUS", "1"), ("ETCD_VERSION", "1")]).unwrap();
+    assert!(p
+        .warnings
+        .iter()
+        .any(|w| w.contains("unrecognized environment variable ETCD_BOGUS")));
+    assert!(p.warnings.iter().any(|w| w.contains("ETCD_VERSION")));
+    assert!(matches!(p.invocation, Invocation::Run(_)));
+}
+
+const YAML: &str = "\
+name: 'y1'
+data-dir: /var/lib/y1
+listen-client-urls: http://127.0.0.1:3379
+advertise-client-urls: http://127.0.0.1:3379
+listen-peer-urls: http://127.0.0.1:3380
+initial-advertise-peer-urls: http://127.0.0.1:3380
+initial-cluster: y1=http://127.0.0.1:3380
+initial-cluster-token: 'yt'
+initial-cluster-state: 'new'
+snapshot-count: 20000
+heartbeat-interval: 100
+election-timeout: 1000
+quota-backend-bytes: 4096000
+max-request-bytes: 2000000
+max-txn-ops: 256
+auto-compaction-mode: periodic
+auto-compaction-retention: \"1\"
+log-level: warn
+enable-v2: false
+wal-dir:
+max-wals: 5
+log-outputs: [stderr]
+client-transport-security:
+  cert-file:
+  client-cert-auth: false
+  auto-tls: false
+";
+
+fn with_file(text: &'static str) -> impl Fn(&str) -> std::io::Result<String> {
+    move |p: &str| {
+        assert_eq!(p, "/etc/etcd.yml");
+        Ok(text.to_string())
+    }
+}
+
+#[test]
+fn config_file_yaml() {
+    let p = parse(
+        &args(&["--config-file", "/etc/etcd.yml"]),
+        &[],
+        with_file(YAML),
+    )
+    .unwrap();
+    let Invocation::Run(c) = p.invocation else {
+        panic!()
+    };
+    assert_eq!(c.name, "y1");
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/y1"));
+    assert_eq!(c.listen_client_urls, vec![url("http://127.0.0.1:3379")]);
+    assert_eq!(
+        c.initial_cluster,
+        vec![("y1".to_string(), url("http://127.0.0.1:3380"))]
+    );
+    assert_eq!(c.initial_cluster_token, "yt");
+    assert_eq!(c.snapshot_count, 20_000);
+    assert_eq!(c.quota_backend_bytes(), Some(4_096_000));
+    assert_eq!(c.max_request_bytes, 2_000_000);
+    assert_eq!(c.max_txn_ops, 256);
+    assert_eq!(
+        c.auto_compaction,
+        AutoCompaction::Periodic(Duration::from_secs(3600))
+    );
+    assert_eq!(c.log_level, LogLevel::Warn);
+    c.verify_bootstrap().unwrap();
+}
+
+#[test]
+fn config_file_overrides_flags_and_env() {
+    // etcd ignores other flags and ETCD_* variables when a config file is given (even a
+    // variable that a flag would shadow), and says so.
+    let p = parse(
+        &args(&["--config-file=/etc/etcd.yml", "--name=flag"]),
+        &env(&[("ETCD_SNAPSHOT_COUNT", "1"), ("ETCD_NAME", "env")]),
+        with_file(YAML),
+    )
+    .unwrap();
+    let Invocation::Run(c) = p.invocation else {
+        panic!()
+    };
+    assert_eq!((c.name.as_str(), c.snapshot_count), ("y1", 20_000));
+    assert!(
+        p.warnings.iter().any(|w| w.contains("ignored")),
+        "{:?}",
+        p.warnings
+    );
+    // ETCD_CONFIG_FILE works too.
+    let p = parse(
+        &[],
+        &env(&[("ETCD_CONFIG_FILE", "/etc/etcd.yml")]),
+        with_file(YAML),
+    )
+    .unwrap();
+    let Invocation::Run(c) = p.invocation else {
+        panic!()
+    };
+    assert_eq!(c.name, "y1");
+    // Unknown flags on the command line are still errors.
+    assert!(parse(
+        &args(&["--config-file=/etc/etcd.yml", "--nope"]),
+        &[],
+        with_file(YAML)
+    )
+    .is_err());
+}
+
+#[test]
+fn config_file_errors() {
+    let e = parse(
+        &args(&["--config-file=/etc/etcd.yml"]),
+        &[],
+        with_file("bogus-key: 1\n"),
+    )
+    .unwrap_err();
+    assert_eq!(e.message(), "unknown config file key \"bogus-key\"");
+    let e = parse(
+        &args(&["--config-file=/etc/etcd.yml"]),
+        &[],
+        with_file("peer-transport-security:\n  cert-file: /p.pem\n"),
+    )
+    .unwrap_err();
+    assert!(e
+        .message()
+        .starts_with("config file key peer-cert-file (--peer-cert-file) is not supported yet"));
+    let e = parse(
+        &args(&["--config-file=/etc/etcd.yml"]),
+        &[],
+        with_file("snapshot-count: x\n"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message(),
+        "invalid value \"x\" for config file key snapshot-count: parse error"
+    );
+    let e = parse(&args(&["--config-file=/nope.yml"]), &[], no_file).unwrap_err();
+    assert!(e.message().contains("/nope.yml"), "{e}");
+    let e = parse(
+        &args(&["--config-file=/etc/etcd.yml"]),
+        &[],
+        with_file("name: [a\n"),
+    )
+    .unwrap_err();
+    assert!(e.message().contains("invalid YAML"), "{e}");
+    // In a config file, listen URLs without advertise URLs keep the default advertise URL
+    // (etcd only clears it for command-line flags).
+    let p = parse(
+        &args(&["--config-file=/etc/etcd.yml"]),
+        &[],
+        with_file("listen-client-urls: http://127.0.0.1:5000\n"),
+    )
+    .unwrap();
+    let Invocation::Run(c) = p.invocation else {
+        panic!()
+    };
+    assert_eq!(c.advertise_client_urls, vec![url("http://localhost:2379")]);
+}
+
+#[test]
+fn bootstrap_verification() {
+    let c = config(
+        &["--name=a", "--initial-cluster=b=http://127.0.0.1:2380"],
+        &[],
+    );
+    assert_eq!(
+        c.verify_bootstrap().unwrap_err().message(),
+        "couldn't find local name \"a\" in the initial cluster configuration"
+    );
+    let c = config(
+        &["--initial-advertise-peer-urls=http://127.0.0.1:2380"],
+        &[],
+    );
+    assert_eq!(
+        c.verify_bootstrap().unwrap_err().message(),
+        "--initial-cluster has default=http://localhost:2380 but missing from \
+         --initial-advertise-peer-urls=http://127.0.0.1:2380"
+    );
+    let c = config(
+        &[
+            "--name=a",
+            "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+            "--initial-cluster=a=http://127.0.0.1:2380,b=http://127.0.0.1:2380",
+        ],
+        &[],
+    );
+    assert!(c
+        .verify_bootstrap()
+        .unwrap_err()
+        .message()
+        .contains("duplicate url"));
+}
