@@ -11,12 +11,25 @@
 //! future resolves only once its records are durable. A failed write or fdatasync poisons
 //! the log for good.
 //!
+//! ```no_run
+//! use cairn_wal::{Entry, HardState, Options, Record, Wal};
+//!
+//! let (wal, replay) = Wal::open("/var/lib/cairn/member/wal", Options::default())?;
+//! println!("backend {} ({:?}), {} entries", wal.backend(), wal.fallback_reason(), replay.entries.len());
+//! let entry = Entry { index: 1, term: 1, kind: 0, data: bytes::Bytes::from_static(b"put") };
+//! let state = HardState { term: 1, vote: 1, commit: 0 };
+//! wal.append_blocking(vec![Record::Entry(entry), Record::HardState(state)])?; // durable now
+//! wal.close()?;
+//! # Ok::<(), cairn_wal::Error>(())
+//! ```
+//!
 //! # Layout
 //! - [`wal`](Wal): the handle: open, append, sync, release, close, stats.
 //! - `record`: the records ([`Record`], [`Entry`], [`HardState`], [`SnapshotMarker`]).
 //! - `frame`: the record header, chunking, sealing and parsing.
 //! - `segment`: segment names, header, creation and listing.
-//! - `scan`: recovery at open: chain checks, torn tail vs corruption, raft replay rules.
+//! - `scan`: recovery at open: chain checks, torn tail vs corruption, raft replay rules;
+//!   also [`read_records`], the raw reader for tools and tests.
 //! - `writer`: the writer thread and its group commit.
 //! - `io`: the [`WalIo`] disk trait, backend choice and the pwritev backend.
 //! - `sys`: every `unsafe` call (io_uring, pwritev, fallocate, flock).
