@@ -35,7 +35,6 @@ pub use error::Error;
 pub use server::{AutoCompaction, Server, ServerOptions};
 
 /// The HTTP routes served next to gRPC on the client port.
-fn http_routes(_status: std::sync::Arc<dyn status::MemberStatus>) -> axum::Router {
-    // `http::router(status)` plugs in here once the HTTP handlers land.
-    axum::Router::new()
+fn http_routes(status: std::sync::Arc<dyn status::MemberStatus>) -> axum::Router {
+    http::router(status)
 }

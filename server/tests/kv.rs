@@ -765,3 +765,33 @@ async fn restart_keeps_data_and_revisions() {
     assert_eq!(g.kvs()[0].version(), 2);
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn restart_after_raft_log_compaction() {
+    let mut ts = TestServer::start_with(|o| o.snapshot_count = 10).await;
+    {
+        let mut c = ts.client().await;
+        for i in 0..35 {
+            c.put(format!("s{i:02}"), format!("{i}"), None)
+                .await
+                .unwrap();
+        }
+    }
+    let snaps: Vec<_> = std::fs::read_dir(ts.opts.data_dir.join("member/snap"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+        .collect();
+    assert_eq!(snaps.len(), 1, "one raft snapshot metadata file is kept");
+    ts.restart().await;
+    let mut c = ts.client().await;
+    let all = c
+        .get("s", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    assert_eq!(all.count(), 35);
+    assert_eq!(all.header().unwrap().revision(), 36);
+    let p = c.put("s00", "again", None).await.unwrap();
+    assert_eq!(p.header().unwrap().revision(), 37);
+    ts.stop().await;
+}

@@ -390,7 +390,8 @@ fn exec_txn(t: &mut WriteTxn<'_>, r: TxnRequest, path: &Path) -> Result<TxnRespo
                     .next()
                     .ok_or_else(|| Error::Internal("txn path mismatch".into()))?;
                 let mut tr = exec_txn(t, n, np)?;
-                tr.header = rev_header(t.read_rev());
+                // etcd leaves a nested txn's header empty.
+                tr.header = Some(ResponseHeader::default());
                 Some(response_op::Response::ResponseTxn(tr))
             }
             None => None,
