@@ -105,6 +105,19 @@ impl Shared {
     }
 }
 
+/// Poisons the log if the writer thread unwinds (a broken invariant), so callers get
+/// `Error::Poisoned` instead of records silently going nowhere.
+struct PoisonOnPanic(Arc<Shared>);
+
+impl Drop for PoisonOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .poison("writer thread".to_string(), io::Error::other("panicked"));
+        }
+    }
+}
+
 /// Where the log continues, handed over by `Wal::open`.
 pub(crate) struct WriterState {
     pub(crate) directory: PathBuf,
@@ -164,6 +177,7 @@ impl Writer {
     /// Serves requests until `Close` or until every sender is gone. A batch is written
     /// when the queue runs dry or a batch limit is reached.
     pub(crate) fn run(mut self, mut queue: mpsc::Receiver<Request>) {
+        let _poison_on_panic = PoisonOnPanic(Arc::clone(&self.shared));
         loop {
             let idle = self.pending.is_empty() && self.waiters.is_empty();
             let request = if idle {
