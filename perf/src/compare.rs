@@ -526,6 +526,7 @@ pub async fn run(
         return Err(flag_err("scale", "must be a positive number"));
     }
     let started = Instant::now();
+    let load_before = loadavg();
     let baseline_bin = match &a.baseline {
         Some(p) => p.clone(),
         None => default_etcd().ok_or_else(|| {
@@ -617,6 +618,7 @@ pub async fn run(
         wall: started.elapsed(),
         interrupted: cancel.is_cancelled(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        load: [load_before, loadavg()],
         date: utc_now(),
     };
     drop(clusters);
@@ -661,6 +663,8 @@ struct ReportInfo {
     wall: Duration,
     interrupted: bool,
     command: String,
+    /// /proc/loadavg's 1-minute figure before and after the run.
+    load: [String; 2],
     /// (YYYY-MM-DD, HH:MM:SS) in UTC.
     date: (String, String),
 }
@@ -691,6 +695,13 @@ fn civil(secs: u64) -> (String, String) {
         format!("{y:04}-{m:02}-{d:02}"),
         format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
     )
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn ratio(base: Option<f64>, cand: Option<f64>) -> String {
@@ -736,6 +747,12 @@ fn markdown(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])], svg_name: &
         "- same flags for both: `--name --data-dir (fresh temp dir) --listen/advertise-client-urls \
          --listen-peer-urls --initial-advertise-peer-urls --initial-cluster --initial-cluster-state new \
          --initial-cluster-token --log-level warn`, everything else default"
+    );
+    let _ = writeln!(
+        s,
+        "- machine load (1-min load average) before / after: {} / {} — other work on the \
+         machine skews every figure; compare ratios, not absolutes, when it is high",
+        info.load[0], info.load[1]
     );
     let _ = writeln!(s, "- command: `{}`", info.command);
     let _ = writeln!(s, "- wall time: {:.0} s\n", info.wall.as_secs_f64());
@@ -946,6 +963,7 @@ mod tests {
             wall: Duration::from_secs(60),
             interrupted: false,
             command: "cairn-bench compare".into(),
+            load: ["0.5".into(), "1.5".into()],
             date: ("2026-01-02".into(), "03:04:05".into()),
         };
         let row = |qps: f64, p99: f64| Row {
