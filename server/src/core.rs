@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
@@ -12,10 +12,12 @@ use tokio::sync::oneshot;
 
 use crate::apply::{ApplyResult, InternalRequest, Op};
 use crate::error::{Error, Result};
+use crate::lease::Lessor;
 use crate::membership::MemberInfo;
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{AlarmMember, AlarmType, ResponseHeader};
 use crate::raft::Msg;
+use crate::watch::WatchHub;
 
 /// How long a proposal may wait for its entry to be applied (etcd: 5 s + 2 × election).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
@@ -77,6 +79,8 @@ pub(crate) struct Core {
     pub(crate) limits: Limits,
     pub(crate) raft: RaftView,
     pub(crate) alarms: Alarms,
+    pub(crate) lessor: Arc<Lessor>,
+    pub(crate) watch: Arc<WatchHub>,
     waiters: Mutex<HashMap<u64, Waiter>>,
     raft_tx: Mutex<Option<mpsc::Sender<Msg>>>,
     next_id: AtomicU64,
@@ -89,12 +93,20 @@ impl Core {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1);
+        let lessor = Arc::new(Lessor::default());
+        let watch = Arc::new(WatchHub::new(store.rev()));
+        store.set_observer(Arc::new(crate::watch::Observer::new(
+            lessor.clone(),
+            watch.clone(),
+        )));
         Core {
             store,
             member,
             limits,
             raft: RaftView::default(),
             alarms: Alarms::default(),
+            lessor,
+            watch,
             waiters: Mutex::new(HashMap::new()),
             raft_tx: Mutex::new(None),
             next_id: AtomicU64::new(seed),

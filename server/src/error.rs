@@ -28,6 +28,10 @@ pub enum Error {
     NoSpace,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     #[error("etcdserver: too many requests")]
@@ -61,11 +65,11 @@ impl Error {
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
             | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
-            Compacted | FutureRev => Code::OutOfRange,
+            Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             NoLeader | Stopped | Timeout => Code::Unavailable,
-            NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+            NotLeader | BadLeaderTransferee | LeaseExists => Code::FailedPrecondition,
             Canceled => Code::Cancelled,
             Internal(_) => Code::Unknown,
             Unimplemented(_) => Code::Unimplemented,

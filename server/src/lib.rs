@@ -10,6 +10,8 @@
 //! - `mvcc`: the revision store (cairn-index + cairn-engine with etcd's bucket layout).
 //! - `membership`: member and cluster ids, derived like etcd's.
 //! - `compactor`: automatic compaction.
+//! - `lease`: the lessor (grant, revoke, keep-alive, expiry through raft).
+//! - `watch`: the watchable store (synced and catching-up watchers, bounded stream queues).
 //! - `config`: etcd's flags, `ETCD_*` environment variables and `--config-file` YAML.
 //! - `http`: `/health`, `/version`, `/livez`, `/readyz` on the client port.
 //! - `status`: the [`status::MemberStatus`] trait the HTTP handlers are written against.
@@ -30,6 +32,7 @@ pub mod pb;
 mod raft;
 mod server;
 pub mod status;
+mod watch;
 
 pub use error::Error;
 pub use server::{AutoCompaction, Server, ServerOptions};

@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
+use crate::api::lease::LeaseService;
 use crate::api::maintenance::MaintenanceService;
+use crate::api::watch::WatchService;
 use crate::compactor;
 use crate::core::{Core, Limits};
 use crate::error::{Error, Result};
@@ -22,8 +24,8 @@ use crate::membership::{self, MemberInfo};
 use crate::mvcc::backend::{ALARM, CLUSTER, MEMBERS};
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
-    AlarmMember,
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer, AlarmMember,
 };
 use crate::raft::{self, RaftOptions};
 use crate::status::{MemberStatus, ProbeFuture};
@@ -62,6 +64,12 @@ pub struct ServerOptions {
     pub auto_compaction: AutoCompaction,
     /// How often the revision-mode compactor looks (etcd: 5 minutes).
     pub auto_compaction_check_interval: Duration,
+    /// Periodic watch progress notifications (`--experimental-watch-progress-notify-interval`,
+    /// etcd: 10 minutes).
+    pub watch_progress_notify_interval: Duration,
+    /// How often the leader checkpoints remaining lease TTLs
+    /// (`--experimental-lease-checkpoint-interval`, etcd: 5 minutes).
+    pub lease_checkpoint_interval: Duration,
 }
 
 impl Default for ServerOptions {
@@ -81,6 +89,8 @@ impl Default for ServerOptions {
             max_txn_ops: 128,
             auto_compaction: AutoCompaction::Off,
             auto_compaction_check_interval: Duration::from_secs(300),
+            watch_progress_notify_interval: Duration::from_secs(600),
+            lease_checkpoint_interval: Duration::from_secs(300),
         }
     }
 }
@@ -147,6 +157,9 @@ impl Server {
         };
         let core = Arc::new(Core::new(store, member, limits));
         load_alarms(&core)?;
+        core.lessor
+            .set_min_ttl(crate::lease::min_ttl_for(opts.election_timeout));
+        crate::lease::restore(&core)?;
         if let Some(rev) = rec.pending_compaction {
             tracing::info!(revision = rev, "resuming interrupted compaction");
             let (ci, term) = (rec.consistent_index, rec.term);
@@ -198,6 +211,16 @@ impl Server {
             }));
         }
         serving.push(compactor::spawn(core.clone(), &opts, shutdown_rx.clone()));
+        serving.push(crate::lease::spawn_expiry(
+            core.clone(),
+            opts.lease_checkpoint_interval,
+            shutdown_rx.clone(),
+        ));
+        serving.push(crate::watch::spawn_syncer(
+            core.clone(),
+            opts.watch_progress_notify_interval,
+            shutdown_rx.clone(),
+        ));
         Ok(Server {
             core,
             addrs,
@@ -320,6 +343,11 @@ fn build_router(core: &Arc<Core>, opts: &ServerOptions) -> tonic::service::Route
         .max_encoding_message_size(usize::MAX);
     let cluster = ClusterServer::new(ClusterService { core: core.clone() })
         .max_decoding_message_size(max_recv);
+    let watch = WatchServer::new(WatchService { core: core.clone() })
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
+    let lease =
+        LeaseServer::new(LeaseService::new(core.clone())).max_decoding_message_size(max_recv);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let reporter = health_reporter.clone();
     tokio::spawn(async move {
@@ -330,6 +358,8 @@ fn build_router(core: &Arc<Core>, opts: &ServerOptions) -> tonic::service::Route
     let grpc = tonic::service::Routes::new(kv)
         .add_service(maint)
         .add_service(cluster)
+        .add_service(watch)
+        .add_service(lease)
         .add_service(health)
         .into_axum_router();
     let status: Arc<dyn MemberStatus> = Arc::new(StatusHandle { core: core.clone() });
@@ -338,8 +368,8 @@ fn build_router(core: &Arc<Core>, opts: &ServerOptions) -> tonic::service::Route
     tonic::service::Routes::from(router)
 }
 
-/// Unknown paths: gRPC calls get Unimplemented (services not provided yet: Watch, Lease,
-/// Auth, Lock, Election), everything else 404.
+/// Unknown paths: gRPC calls get Unimplemented (services not provided yet: Auth, Lock,
+/// Election), everything else 404.
 async fn fallback(req: axum::extract::Request) -> axum::response::Response {
     use axum::response::IntoResponse;
     let is_grpc = req

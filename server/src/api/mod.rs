@@ -3,7 +3,9 @@
 
 pub(crate) mod cluster;
 pub(crate) mod kv;
+pub(crate) mod lease;
 pub(crate) mod maintenance;
+pub(crate) mod watch;
 
 use tonic::{Request, Status};
 

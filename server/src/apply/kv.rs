@@ -195,10 +195,6 @@ pub(crate) fn put_cost(op: &request_op::Request) -> usize {
 
 // ---------------------------------------------------------------- execution (apply loop)
 
-fn lease_exists(id: i64) -> bool {
-    crate::lease::exists(id)
-}
-
 /// etcd's checkRequestPut against the state before the request.
 fn precheck_put(t: &WriteTxn<'_>, p: &PutRequest) -> Result<()> {
     if p.ignore_value || p.ignore_lease {
@@ -206,7 +202,7 @@ fn precheck_put(t: &WriteTxn<'_>, p: &PutRequest) -> Result<()> {
             return Err(Error::KeyNotFound);
         }
     }
-    if p.lease != 0 && !lease_exists(p.lease) {
+    if p.lease != 0 && !t.lease_exists(p.lease) {
         return Err(Error::LeaseNotFound);
     }
     Ok(())
@@ -241,7 +237,7 @@ pub(crate) fn apply_put(t: &mut WriteTxn<'_>, p: PutRequest) -> Result<PutRespon
     } else {
         p.lease
     };
-    if lease != 0 && !lease_exists(lease) {
+    if lease != 0 && !t.lease_exists(lease) {
         return Err(Error::LeaseNotFound);
     }
     t.put(p.key, value, lease)?;

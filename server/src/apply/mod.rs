@@ -69,6 +69,12 @@ pub(crate) fn apply(
         }
         Op::Compaction(c) => apply_compaction(core, c, commit).map(ApplyResult::Compaction),
         Op::Alarm(a) => Ok(ApplyResult::Alarm(apply_alarm(core, a))),
+        Op::LeaseGrant(g) => crate::lease::apply_grant(core, g).map(ApplyResult::LeaseGrant),
+        Op::LeaseRevoke(r) => crate::lease::apply_revoke(core, r).map(ApplyResult::LeaseRevoke),
+        Op::LeaseCheckpoint(c) => {
+            crate::lease::apply_checkpoint(core, c);
+            Ok(ApplyResult::LeaseCheckpoint)
+        }
     }
 }
 

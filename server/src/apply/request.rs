@@ -2,7 +2,8 @@
 
 use crate::pb::etcdserverpb::{
     AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
+    DeleteRangeResponse, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
 
 /// A request proposed through raft (Cairn's own entry format; etcd's
@@ -12,7 +13,7 @@ pub(crate) struct InternalRequest {
     /// Matches the entry to the waiting client call.
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6")]
+    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
     pub op: Option<Op>,
 }
 
@@ -29,6 +30,12 @@ pub(crate) enum Op {
     Compaction(CompactionRequest),
     #[prost(message, tag = "6")]
     Alarm(AlarmRequest),
+    #[prost(message, tag = "7")]
+    LeaseGrant(LeaseGrantRequest),
+    #[prost(message, tag = "8")]
+    LeaseRevoke(LeaseRevokeRequest),
+    #[prost(message, tag = "9")]
+    LeaseCheckpoint(LeaseCheckpointRequest),
 }
 
 /// The result of applying one request (headers carry only the revision; the API layer
@@ -40,4 +47,7 @@ pub(crate) enum ApplyResult {
     Txn(TxnResponse),
     Compaction(CompactionResponse),
     Alarm(AlarmResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint,
 }

@@ -131,5 +131,6 @@ fn options_from_config(cfg: &Config) -> Result<ServerOptions, String> {
             C::Revision(n) => AutoCompaction::Revision(n),
         },
         auto_compaction_check_interval: Duration::from_secs(300),
+        ..ServerOptions::default()
     })
 }

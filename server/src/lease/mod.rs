@@ -1,7 +1,484 @@
-//! Leases (placeholder): the Lease service is not implemented yet, so no lease exists and
-//! any lease id given to Put is "requested lease not found". The lessor will plug in here.
+//! Leases: the lessor (granted leases, their deadlines and attached keys), the apply side
+//! of LeaseGrant / LeaseRevoke / LeaseCheckpoint, and the expiry task.
+//!
+//! - Grants and revokes go through raft; the lessor changes only in the apply loop, so
+//!   every member (and a restart replaying the WAL) reaches the same set of leases.
+//! - Each lease is persisted in etcd's `lease` bucket: key = 8-byte big-endian id, value =
+//!   etcd's `leasepb.Lease {ID=1, TTL=2, RemainingTTL=3}`.
+//! - Keys are attached by applying a Put with `lease` (the observer of published revisions
+//!   calls [`Lessor::on_events`]); a delete or a put with another lease detaches them. On
+//!   restart the attachments are rebuilt from the `lease` field of the live keys.
+//! - Only the leader counts deadlines down: the expiry task ([`spawn_expiry`]) proposes a
+//!   revoke for each expired lease, so expiry is just another applied revoke (all attached
+//!   keys deleted in one revision, one delete event each).
+//!
+//! # Remaining-TTL rule (etcd's checkpoint behaviour with checkpoint persistence on)
+//! Every `checkpoint interval` (etcd's `--experimental-lease-checkpoint-interval`, 5 min by
+//! default) the leader proposes a `LeaseCheckpoint` with the remaining TTL (rounded up to a
+//! second) of every lease whose granted TTL is longer than the interval; applying it
+//! stores `RemainingTTL` in the `lease` bucket. A keep-alive of a checkpointed lease
+//! proposes a checkpoint of 0, clearing it. After a restart (or on becoming leader) a lease
+//! expires `RemainingTTL` seconds later when that is set, otherwise after its full TTL. So
+//! a restart extends a lease by at most one checkpoint interval beyond what it had left
+//! (never beyond its granted TTL), and never shortens it.
 
-/// Whether lease `id` exists (none do yet).
-pub(crate) fn exists(_id: i64) -> bool {
-    false
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use prost::Message;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::apply::Op;
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::mvcc::backend::LEASE;
+use crate::pb::etcdserverpb::{
+    AlarmType, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, ResponseHeader,
+};
+use crate::pb::mvccpb::{event::EventType, Event};
+
+/// etcd's `MaxLeaseTTL` (seconds).
+pub(crate) const MAX_LEASE_TTL: i64 = 9_000_000_000;
+/// How often the leader looks for expired leases (etcd: 500 ms).
+const EXPIRY_CHECK: Duration = Duration::from_millis(500);
+/// Most revokes proposed per check (etcd limits expiry to 1000 leases per second).
+const MAX_REVOKES_PER_CHECK: usize = 500;
+
+/// etcd's `leasepb.Lease`, the value stored in the `lease` bucket.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LeaseRecord {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    #[prost(int64, tag = "2")]
+    pub ttl: i64,
+    #[prost(int64, tag = "3")]
+    pub remaining_ttl: i64,
+}
+
+/// The `lease` bucket key of lease `id`.
+pub(crate) fn bucket_key(id: i64) -> Bytes {
+    Bytes::copy_from_slice(&(id as u64).to_be_bytes())
+}
+
+struct Lease {
+    /// Granted TTL in seconds (after raising it to the minimum).
+    ttl: i64,
+    /// Checkpointed remaining TTL (0 = none).
+    remaining_ttl: i64,
+    deadline: Instant,
+    keys: BTreeSet<Bytes>,
+}
+
+impl Lease {
+    fn remaining(&self, now: Instant) -> Duration {
+        self.deadline.saturating_duration_since(now)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    leases: HashMap<i64, Lease>,
+    /// Which lease each attached key is on.
+    key_lease: HashMap<Bytes, i64>,
+    /// Leases whose revoke has been proposed by the expiry task.
+    revoking: HashSet<i64>,
+}
+
+/// What [`Lessor::time_to_live`] reports.
+pub(crate) struct TimeToLive {
+    pub(crate) ttl: i64,
+    pub(crate) granted_ttl: i64,
+    pub(crate) keys: Vec<Bytes>,
+}
+
+/// The set of leases of this member.
+pub(crate) struct Lessor {
+    state: Mutex<State>,
+    /// Minimum TTL in seconds (etcd: ceil(1.5 × election timeout)).
+    min_ttl: AtomicI64,
+}
+
+impl Default for Lessor {
+    fn default() -> Self {
+        Lessor {
+            state: Mutex::new(State::default()),
+            min_ttl: AtomicI64::new(2),
+        }
+    }
+}
+
+/// etcd's minimum lease TTL for an election timeout: ⌈1.5 × election timeout⌉ seconds.
+pub(crate) fn min_ttl_for(election_timeout: Duration) -> i64 {
+    let ms = election_timeout.as_millis() as i64 * 3 / 2;
+    ((ms + 999) / 1000).max(1)
+}
+
+impl Lessor {
+    pub(crate) fn set_min_ttl(&self, secs: i64) {
+        self.min_ttl.store(secs.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn min_ttl(&self) -> i64 {
+        self.min_ttl.load(Ordering::Relaxed)
+    }
+
+    /// Whether lease `id` exists.
+    pub(crate) fn exists(&self, id: i64) -> bool {
+        self.state.lock().leases.contains_key(&id)
+    }
+
+    /// Restores leases from the `lease` bucket and attachments from the live keys.
+    pub(crate) fn load(&self, records: Vec<LeaseRecord>, attached: Vec<(Bytes, i64)>) {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        for r in records {
+            let secs = if r.remaining_ttl > 0 {
+                r.remaining_ttl.min(r.ttl)
+            } else {
+                r.ttl
+            };
+            st.leases.insert(
+                r.id,
+                Lease {
+                    ttl: r.ttl,
+                    remaining_ttl: r.remaining_ttl,
+                    deadline: now + Duration::from_secs(secs.max(0) as u64),
+                    keys: BTreeSet::new(),
+                },
+            );
+        }
+        for (k, id) in attached {
+            if let Some(l) = st.leases.get_mut(&id) {
+                l.keys.insert(k.clone());
+                st.key_lease.insert(k, id);
+            }
+        }
+    }
+
+    /// Grants a lease (apply loop). Returns the TTL actually granted.
+    fn grant(&self, id: i64, ttl: i64) -> Result<i64> {
+        if id == 0 {
+            return Err(Error::LeaseNotFound);
+        }
+        if ttl > MAX_LEASE_TTL {
+            return Err(Error::LeaseTtlTooLarge);
+        }
+        let ttl = ttl.max(self.min_ttl());
+        let mut st = self.state.lock();
+        if st.leases.contains_key(&id) {
+            return Err(Error::LeaseExists);
+        }
+        st.leases.insert(
+            id,
+            Lease {
+                ttl,
+                remaining_ttl: 0,
+                deadline: Instant::now() + Duration::from_secs(ttl as u64),
+                keys: BTreeSet::new(),
+            },
+        );
+        Ok(ttl)
+    }
+
+    /// Attached keys of lease `id`, sorted; `None` if the lease does not exist.
+    fn keys(&self, id: i64) -> Option<Vec<Bytes>> {
+        let st = self.state.lock();
+        st.leases.get(&id).map(|l| l.keys.iter().cloned().collect())
+    }
+
+    fn remove(&self, id: i64) {
+        let mut st = self.state.lock();
+        st.revoking.remove(&id);
+        if let Some(l) = st.leases.remove(&id) {
+            for k in l.keys {
+                if st.key_lease.get(&k) == Some(&id) {
+                    st.key_lease.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Extends lease `id` by its TTL (keep-alive). Returns the TTL, 0 if the lease is
+    /// unknown or already expired, and whether a checkpoint must be cleared.
+    pub(crate) fn renew(&self, id: i64) -> (i64, bool) {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let revoking = st.revoking.contains(&id);
+        match st.leases.get_mut(&id) {
+            Some(l) if !revoking && l.deadline > now => {
+                l.deadline = now + Duration::from_secs(l.ttl as u64);
+                (l.ttl, l.remaining_ttl > 0)
+            }
+            _ => (0, false),
+        }
+    }
+
+    /// Remaining and granted TTL (and keys) of lease `id`; `None` if unknown.
+    pub(crate) fn time_to_live(&self, id: i64, with_keys: bool) -> Option<TimeToLive> {
+        let st = self.state.lock();
+        let l = st.leases.get(&id)?;
+        Some(TimeToLive {
+            ttl: l.remaining(Instant::now()).as_secs() as i64,
+            granted_ttl: l.ttl,
+            keys: if with_keys {
+                l.keys.iter().cloned().collect()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    /// Every lease id, soonest deadline first.
+    pub(crate) fn list(&self) -> Vec<i64> {
+        let st = self.state.lock();
+        let mut v: Vec<(Instant, i64)> =
+            st.leases.iter().map(|(id, l)| (l.deadline, *id)).collect();
+        v.sort();
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Expired leases not yet being revoked (marks them as being revoked).
+    fn take_expired(&self, now: Instant, limit: usize) -> Vec<i64> {
+        let mut st = self.state.lock();
+        let mut out: Vec<i64> = st
+            .leases
+            .iter()
+            .filter(|(id, l)| l.deadline <= now && !st.revoking.contains(id))
+            .map(|(id, _)| *id)
+            .take(limit)
+            .collect();
+        out.sort_unstable();
+        for id in &out {
+            st.revoking.insert(*id);
+        }
+        out
+    }
+
+    /// A revoke proposed by the expiry task failed: let the next check retry it.
+    fn retry(&self, id: i64) {
+        self.state.lock().revoking.remove(&id);
+    }
+
+    /// Remaining TTLs (seconds, rounded up) of leases granted for longer than `interval`.
+    fn checkpoints(&self, interval: Duration) -> Vec<LeaseCheckpoint> {
+        let now = Instant::now();
+        let st = self.state.lock();
+        st.leases
+            .iter()
+            .filter(|(_, l)| Duration::from_secs(l.ttl as u64) > interval)
+            .map(|(id, l)| {
+                let rem = l.remaining(now);
+                let secs = rem.as_secs() as i64 + i64::from(rem.subsec_nanos() > 0);
+                LeaseCheckpoint {
+                    id: *id,
+                    remaining_ttl: secs.max(1),
+                }
+            })
+            .collect()
+    }
+
+    /// Records a checkpoint; returns the record to persist.
+    fn checkpoint(&self, id: i64, remaining: i64) -> Option<LeaseRecord> {
+        let mut st = self.state.lock();
+        let l = st.leases.get_mut(&id)?;
+        l.remaining_ttl = remaining.max(0);
+        Some(LeaseRecord {
+            id,
+            ttl: l.ttl,
+            remaining_ttl: l.remaining_ttl,
+        })
+    }
+
+    /// Keeps attachments in step with one published revision's changes.
+    pub(crate) fn on_events(&self, events: &[Event]) {
+        let mut guard = None;
+        for ev in events {
+            let Some(kv) = &ev.kv else { continue };
+            let new = if ev.r#type == EventType::Put as i32 {
+                kv.lease
+            } else {
+                0
+            };
+            let st = guard.get_or_insert_with(|| self.state.lock());
+            let old = st.key_lease.get(&kv.key).copied().unwrap_or(0);
+            if old == new {
+                continue;
+            }
+            if old != 0 {
+                st.key_lease.remove(&kv.key);
+                if let Some(l) = st.leases.get_mut(&old) {
+                    l.keys.remove(&kv.key);
+                }
+            }
+            if new != 0 {
+                if let Some(l) = st.leases.get_mut(&new) {
+                    l.keys.insert(kv.key.clone());
+                    st.key_lease.insert(kv.key.clone(), new);
+                }
+            }
+        }
+    }
+}
+
+fn header(rev: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    })
+}
+
+/// Applies a LeaseGrant.
+pub(crate) fn apply_grant(core: &Core, g: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+    if core.alarms.has(AlarmType::Nospace) {
+        return Err(Error::NoSpace);
+    }
+    let ttl = core.lessor.grant(g.id, g.ttl)?;
+    let rec = LeaseRecord {
+        id: g.id,
+        ttl,
+        remaining_ttl: 0,
+    };
+    core.store
+        .backend
+        .put(LEASE, bucket_key(g.id), Bytes::from(rec.encode_to_vec()));
+    Ok(LeaseGrantResponse {
+        header: header(core.store.rev()),
+        id: g.id,
+        ttl,
+        error: String::new(),
+    })
+}
+
+/// Applies a LeaseRevoke: deletes every attached key in one revision, then the lease.
+pub(crate) fn apply_revoke(core: &Core, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+    let keys = core.lessor.keys(r.id).ok_or(Error::LeaseNotFound)?;
+    let mut t = core.store.write();
+    let mut res = Ok(());
+    for k in &keys {
+        if let Err(e) = t.delete_range(k, &[]) {
+            res = Err(e);
+            break;
+        }
+    }
+    let rev = t.end();
+    res?;
+    core.lessor.remove(r.id);
+    core.store.backend.delete(LEASE, bucket_key(r.id));
+    Ok(LeaseRevokeResponse {
+        header: header(rev),
+    })
+}
+
+/// Applies a LeaseCheckpoint (persists the remaining TTLs).
+pub(crate) fn apply_checkpoint(core: &Core, c: LeaseCheckpointRequest) {
+    for cp in c.checkpoints {
+        if let Some(rec) = core.lessor.checkpoint(cp.id, cp.remaining_ttl) {
+            core.store
+                .backend
+                .put(LEASE, bucket_key(cp.id), Bytes::from(rec.encode_to_vec()));
+        }
+    }
+}
+
+/// Restores the lessor from the `lease` bucket and the live keys (start-up).
+pub(crate) fn restore(core: &Core) -> Result<()> {
+    let mut records = Vec::new();
+    for (k, v) in core.store.backend.scan_committed(LEASE)? {
+        match LeaseRecord::decode(v.as_slice()) {
+            Ok(r) => records.push(r),
+            Err(e) => tracing::warn!(key = ?k, error = %e, "undecodable lease record skipped"),
+        }
+    }
+    let all = crate::pb::etcdserverpb::RangeRequest {
+        key: Bytes::from_static(b"\0"),
+        range_end: Bytes::from_static(b"\0"),
+        keys_only: true,
+        ..Default::default()
+    };
+    let attached: Vec<(Bytes, i64)> = core
+        .store
+        .range(&all)?
+        .kvs
+        .into_iter()
+        .filter(|kv| kv.lease != 0)
+        .map(|kv| (kv.key, kv.lease))
+        .collect();
+    if !records.is_empty() {
+        tracing::info!(
+            leases = records.len(),
+            attached = attached.len(),
+            "restored leases"
+        );
+    }
+    core.lessor.load(records, attached);
+    Ok(())
+}
+
+/// Proposes a clearing checkpoint for lease `id` (after a keep-alive).
+pub(crate) async fn clear_checkpoint(core: &Core, id: i64) {
+    let req = LeaseCheckpointRequest {
+        checkpoints: vec![LeaseCheckpoint {
+            id,
+            remaining_ttl: 0,
+        }],
+    };
+    if let Err(e) = core.propose(Op::LeaseCheckpoint(req)).await {
+        tracing::debug!(lease = id, error = %e, "clearing lease checkpoint failed");
+    }
+}
+
+/// The expiry task: while this member leads, proposes a revoke for every expired lease,
+/// and a checkpoint of remaining TTLs every `checkpoint_interval`.
+pub(crate) fn spawn_expiry(
+    core: Arc<Core>,
+    checkpoint_interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last_checkpoint = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(EXPIRY_CHECK) => {}
+                _ = shutdown.wait_for(|v| *v) => return,
+            }
+            if !core.is_leader() {
+                continue;
+            }
+            for id in core
+                .lessor
+                .take_expired(Instant::now(), MAX_REVOKES_PER_CHECK)
+            {
+                let core = core.clone();
+                tokio::spawn(async move {
+                    match core
+                        .propose(Op::LeaseRevoke(LeaseRevokeRequest { id }))
+                        .await
+                    {
+                        Ok(_) => tracing::debug!(lease = id, "expired lease revoked"),
+                        Err(Error::LeaseNotFound) => {}
+                        Err(e) => {
+                            tracing::warn!(lease = id, error = %e, "revoking expired lease failed");
+                            core.lessor.retry(id);
+                        }
+                    }
+                });
+            }
+            if last_checkpoint.elapsed() >= checkpoint_interval {
+                last_checkpoint = Instant::now();
+                let cps = core.lessor.checkpoints(checkpoint_interval);
+                if !cps.is_empty() {
+                    let req = LeaseCheckpointRequest { checkpoints: cps };
+                    if let Err(e) = core.propose(Op::LeaseCheckpoint(req)).await {
+                        tracing::warn!(error = %e, "lease checkpoint failed");
+                    }
+                }
+            }
+        }
+    })
 }

@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use cairn_index::{Index, Revision};
@@ -20,10 +21,20 @@ use super::crc32c::Crc32c;
 use super::revkey;
 use crate::error::{Error, Result};
 use crate::pb::etcdserverpb::{range_request, RangeRequest, RangeResponse};
-use crate::pb::mvccpb::KeyValue;
+use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
 /// How many revision keys one compaction step deletes before staging the next batch.
 const COMPACTION_BATCH: usize = 10_000;
+
+/// Sees every published revision's changes (watchers, lease attachments) and answers
+/// whether a lease exists. Installed once at start-up.
+pub(crate) trait Observer: Send + Sync {
+    /// Called by the apply loop right after revision `rev` becomes visible; `events` are
+    /// its changes in order (delete events carry their previous key-value).
+    fn on_revision(&self, rev: i64, events: Vec<Event>);
+    /// Whether lease `id` exists.
+    fn lease_exists(&self, id: i64) -> bool;
+}
 
 /// The revision store.
 pub(crate) struct Store {
@@ -31,6 +42,7 @@ pub(crate) struct Store {
     index: Index,
     current_rev: AtomicI64,
     compact_rev: AtomicI64,
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 /// What the store recovered from the backend at open.
@@ -106,6 +118,7 @@ impl Store {
             index,
             current_rev: AtomicI64::new(current),
             compact_rev: AtomicI64::new(compact),
+            observer: OnceLock::new(),
         };
         Ok((
             store,
@@ -125,6 +138,60 @@ impl Store {
     /// The compaction revision (-1 before the first compaction).
     pub(crate) fn compact_rev(&self) -> i64 {
         self.compact_rev.load(Ordering::Acquire)
+    }
+
+    /// Installs the observer of published revisions (once, at start-up).
+    pub(crate) fn set_observer(&self, o: Arc<dyn Observer>) {
+        let _ = self.observer.set(o);
+    }
+
+    /// Revisions in `[key, end)` with main revision at or above `rev`, sorted (watch
+    /// catch-up; see `cairn_index::Index::range_since`).
+    pub(crate) fn revisions_since(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<Revision> {
+        self.index.range_since(key, end, rev)
+    }
+
+    /// The changes stored under `revs` as watch events (no prev_kv); revisions no longer
+    /// in the backend (compacted meanwhile) are skipped.
+    pub(crate) fn events_at(&self, revs: &[Revision]) -> Result<Vec<Event>> {
+        let keys: Vec<Vec<u8>> = revs.iter().map(|r| revkey::encode(*r, false)).collect();
+        let vals = self.backend.get_keys(&keys)?;
+        let mut out = Vec::with_capacity(revs.len());
+        for (r, v) in revs.iter().zip(vals) {
+            let (v, tomb) = match v {
+                Some(v) => (v, false),
+                None => match self.backend.get_keys(&[revkey::encode(*r, true)])?.pop() {
+                    Some(Some(v)) => (v, true),
+                    _ => continue,
+                },
+            };
+            let mut kv =
+                KeyValue::decode(v).map_err(|e| Error::Internal(format!("corrupt value: {e}")))?;
+            let ty = if tomb {
+                kv = KeyValue {
+                    key: kv.key,
+                    mod_revision: r.main,
+                    ..Default::default()
+                };
+                EventType::Delete
+            } else {
+                EventType::Put
+            };
+            out.push(Event {
+                r#type: ty as i32,
+                kv: Some(kv),
+                prev_kv: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The key-value of `key` as of revision `rev` (None if absent or compacted).
+    pub(crate) fn get_kv_at(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+        if rev < self.compact_rev() || rev <= 0 {
+            return Ok(None);
+        }
+        self.get_at(key, rev)
     }
 
     /// Range at the current revision (readers).
@@ -214,6 +281,7 @@ impl Store {
             store: self,
             begin: self.rev(),
             sub: 0,
+            events: Vec::new(),
         }
     }
 
@@ -399,6 +467,7 @@ pub(crate) struct WriteTxn<'a> {
     store: &'a Store,
     begin: i64,
     sub: i64,
+    events: Vec<Event>,
 }
 
 impl WriteTxn<'_> {
@@ -424,6 +493,14 @@ impl WriteTxn<'_> {
         self.store.get_at(key, self.read_rev())
     }
 
+    /// Whether lease `id` exists (asks the observer; none without one).
+    pub(crate) fn lease_exists(&self, id: i64) -> bool {
+        self.store
+            .observer
+            .get()
+            .is_some_and(|o| o.lease_exists(id))
+    }
+
     /// Puts `key`; returns nothing (the caller reads prev_kv before).
     pub(crate) fn put(&mut self, key: Bytes, value: Bytes, lease: i64) -> Result<()> {
         let main = self.begin + 1;
@@ -445,6 +522,11 @@ impl WriteTxn<'_> {
             Bytes::from(revkey::encode(rev, false)),
             Bytes::from(kv.encode_to_vec()),
         );
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv),
+            prev_kv: None,
+        });
         self.store
             .index
             .put(&key, rev)
@@ -461,7 +543,7 @@ impl WriteTxn<'_> {
         }
         let prev = self.store.fetch(&revs)?;
         let main = self.begin + 1;
-        for k in keys {
+        for (i, k) in keys.into_iter().enumerate() {
             let rev = Revision::new(main, self.sub);
             let tomb = KeyValue {
                 key: k.clone(),
@@ -472,6 +554,15 @@ impl WriteTxn<'_> {
                 Bytes::from(revkey::encode(rev, true)),
                 Bytes::from(tomb.encode_to_vec()),
             );
+            self.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(KeyValue {
+                    key: k.clone(),
+                    mod_revision: main,
+                    ..Default::default()
+                }),
+                prev_kv: prev.get(i).filter(|p| p.key == k).cloned(),
+            });
             self.store
                 .index
                 .tombstone(&k, rev)
@@ -487,6 +578,9 @@ impl WriteTxn<'_> {
             self.store
                 .current_rev
                 .store(self.begin + 1, Ordering::Release);
+            if let Some(o) = self.store.observer.get() {
+                o.on_revision(self.begin + 1, self.events);
+            }
             self.begin + 1
         } else {
             self.begin

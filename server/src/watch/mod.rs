@@ -1,0 +1,483 @@
+//! The watchable store: every watcher of the member, split into synced watchers (they
+//! have everything up to the last applied revision and get new events straight from the
+//! apply loop) and unsynced ones (they start in the past or fell behind, and are caught up
+//! from the revision store in batches by the syncer task).
+//!
+//! - [`WatchHub::notify`] runs in the apply loop after each revision is published. It
+//!   never blocks: each stream has a bounded [`queue::StreamQueue`]; when a push fails the
+//!   watcher becomes unsynced at that revision (not dropped) and catches up later, so a
+//!   stalled client costs at most its queue budget.
+//! - The syncer ([`spawn_syncer`]) reads each unsynced watcher's events since its next
+//!   revision (at most [`CATCH_UP_REVISIONS`] per batch, always whole revisions), queues
+//!   them, and moves the watcher to synced once it reached the last notified revision
+//!   (checked under the hub lock, so no revision falls between catch-up and live events).
+//!   A watcher whose next revision was compacted away is canceled with `compact_revision`.
+//! - Progress: a stream's progress request is answered (watch id -1) only when all its
+//!   watchers are synced and none starts in the future, under the hub lock, so the answer
+//!   is queued after every event it vouches for; otherwise it is deferred until then.
+//!   Periodic notifications go to synced `progress_notify` watchers every interval.
+
+pub(crate) mod queue;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::core::Core;
+use crate::lease::Lessor;
+use crate::pb::etcdserverpb::{ResponseHeader, WatchResponse};
+use crate::pb::mvccpb::{event::EventType, Event};
+use queue::{Item, StreamQueue};
+
+/// Most revisions of history read for one watcher per catch-up batch.
+pub(crate) const CATCH_UP_REVISIONS: usize = 1000;
+/// Most unsynced watchers handled per syncer round (etcd: 512).
+const SYNC_WATCHERS_PER_ROUND: usize = 512;
+/// How often the syncer runs when nothing wakes it (etcd: 100 ms).
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What a watcher watches and how its responses are shaped.
+pub(crate) struct WatchSpec {
+    pub(crate) id: i64,
+    pub(crate) key: Bytes,
+    /// Empty = only `key`; `"\0"` = every key ≥ `key`; otherwise `[key, end)`.
+    pub(crate) end: Bytes,
+    pub(crate) no_put: bool,
+    pub(crate) no_delete: bool,
+    pub(crate) prev_kv: bool,
+    pub(crate) fragment: bool,
+    pub(crate) progress_notify: bool,
+    pub(crate) queue: Arc<StreamQueue>,
+}
+
+impl WatchSpec {
+    fn contains(&self, k: &[u8]) -> bool {
+        if self.end.is_empty() {
+            self.key.as_ref() == k
+        } else if self.end.as_ref() == b"\0" {
+            k >= self.key.as_ref()
+        } else {
+            self.key.as_ref() <= k && k < self.end.as_ref()
+        }
+    }
+
+    fn wants(&self, ev: &Event) -> bool {
+        if ev.r#type == EventType::Delete as i32 {
+            !self.no_delete
+        } else {
+            !self.no_put
+        }
+    }
+
+    /// The event as this watcher gets it (prev_kv only when asked for).
+    fn shape(&self, ev: &Event) -> Event {
+        Event {
+            r#type: ev.r#type,
+            kv: ev.kv.clone(),
+            prev_kv: if self.prev_kv {
+                ev.prev_kv.clone()
+            } else {
+                None
+            },
+        }
+    }
+
+    fn response(&self, rev: i64, events: Vec<Event>) -> Item {
+        Item::events(
+            WatchResponse {
+                header: Some(header(rev)),
+                watch_id: self.id,
+                events,
+                ..Default::default()
+            },
+            self.prev_kv,
+            self.fragment,
+        )
+    }
+}
+
+fn header(rev: i64) -> ResponseHeader {
+    ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    }
+}
+
+struct Entry {
+    spec: Arc<WatchSpec>,
+    /// Next revision this watcher needs.
+    next_rev: i64,
+    synced: bool,
+}
+
+#[derive(Default)]
+struct HubState {
+    /// Last revision passed to `notify` (or the store revision at start).
+    rev: i64,
+    next_handle: u64,
+    watchers: HashMap<u64, Entry>,
+    /// Single-key watchers by key.
+    by_key: HashMap<Bytes, HashSet<u64>>,
+    /// Range watchers.
+    ranged: HashSet<u64>,
+    unsynced: HashSet<u64>,
+    /// Streams with a deferred progress request.
+    deferred: Vec<Arc<StreamQueue>>,
+}
+
+/// Every watcher of the member.
+pub(crate) struct WatchHub {
+    st: Mutex<HubState>,
+    /// Wakes the syncer.
+    pub(crate) wake: Arc<Notify>,
+}
+
+impl WatchHub {
+    pub(crate) fn new(rev: i64) -> WatchHub {
+        WatchHub {
+            st: Mutex::new(HubState {
+                rev,
+                ..Default::default()
+            }),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The last revision watchers were notified of.
+    pub(crate) fn rev(&self) -> i64 {
+        self.st.lock().rev
+    }
+
+    /// Registers a watcher starting at `start_rev` (0 = after the current revision).
+    /// Returns its handle.
+    pub(crate) fn add(&self, spec: Arc<WatchSpec>, start_rev: i64) -> u64 {
+        let mut st = self.st.lock();
+        let h = st.next_handle;
+        st.next_handle += 1;
+        let cur = st.rev;
+        let (next_rev, synced) = if start_rev <= 0 || start_rev > cur {
+            (if start_rev <= 0 { cur + 1 } else { start_rev }, true)
+        } else {
+            (start_rev, false)
+        };
+        if spec.end.is_empty() {
+            st.by_key.entry(spec.key.clone()).or_default().insert(h);
+        } else {
+            st.ranged.insert(h);
+        }
+        if !synced {
+            st.unsynced.insert(h);
+        }
+        spec.queue.handles.lock().insert(h);
+        st.watchers.insert(
+            h,
+            Entry {
+                spec,
+                next_rev,
+                synced,
+            },
+        );
+        drop(st);
+        if !synced {
+            self.wake.notify_one();
+        }
+        h
+    }
+
+    /// Removes a watcher; returns whether it existed.
+    pub(crate) fn remove(&self, h: u64) -> bool {
+        let mut st = self.st.lock();
+        Self::remove_locked(&mut st, h)
+    }
+
+    fn remove_locked(st: &mut HubState, h: u64) -> bool {
+        let Some(e) = st.watchers.remove(&h) else {
+            return false;
+        };
+        if e.spec.end.is_empty() {
+            if let Some(set) = st.by_key.get_mut(&e.spec.key) {
+                set.remove(&h);
+                if set.is_empty() {
+                    st.by_key.remove(&e.spec.key);
+                }
+            }
+        } else {
+            st.ranged.remove(&h);
+        }
+        st.unsynced.remove(&h);
+        e.spec.queue.handles.lock().remove(&h);
+        true
+    }
+
+    /// Delivers revision `rev`'s events to synced watchers (apply loop; never blocks).
+    pub(crate) fn notify(&self, rev: i64, events: Vec<Event>) {
+        let mut st = self.st.lock();
+        st.rev = rev;
+        if st.watchers.is_empty() {
+            return;
+        }
+        let mut per: HashMap<u64, Vec<Event>> = HashMap::new();
+        for ev in &events {
+            let Some(kv) = &ev.kv else { continue };
+            if let Some(set) = st.by_key.get(&kv.key) {
+                for h in set {
+                    let e = &st.watchers[h];
+                    if e.synced && e.next_rev <= rev && e.spec.wants(ev) {
+                        per.entry(*h).or_default().push(e.spec.shape(ev));
+                    }
+                }
+            }
+            for h in &st.ranged {
+                let e = &st.watchers[h];
+                if e.synced && e.next_rev <= rev && e.spec.contains(&kv.key) && e.spec.wants(ev) {
+                    per.entry(*h).or_default().push(e.spec.shape(ev));
+                }
+            }
+        }
+        let mut fell_behind = false;
+        for (h, evs) in per {
+            let Some(e) = st.watchers.get_mut(&h) else {
+                continue;
+            };
+            if e.spec.queue.try_push(e.spec.response(rev, evs)) {
+                e.next_rev = rev + 1;
+            } else {
+                e.synced = false;
+                e.next_rev = rev;
+                st.unsynced.insert(h);
+                fell_behind = true;
+            }
+        }
+        if fell_behind || !st.deferred.is_empty() {
+            drop(st);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Answers a stream's progress request now if every watcher on it is synced (watch
+    /// id -1, the current revision); otherwise defers it.
+    pub(crate) fn request_progress(&self, q: &Arc<StreamQueue>) {
+        let mut st = self.st.lock();
+        if !Self::progress_locked(&st, q) {
+            if !q.progress_deferred.swap(true, Ordering::AcqRel) {
+                st.deferred.push(q.clone());
+            }
+            drop(st);
+            self.wake.notify_one();
+        }
+    }
+
+    fn progress_locked(st: &HubState, q: &StreamQueue) -> bool {
+        let handles = q.handles.lock();
+        let ready = handles.iter().all(|h| {
+            st.watchers
+                .get(h)
+                .is_none_or(|e| e.synced && e.next_rev <= st.rev + 1)
+        });
+        if ready {
+            q.push_control(WatchResponse {
+                header: Some(header(st.rev)),
+                watch_id: -1,
+                ..Default::default()
+            });
+        }
+        ready
+    }
+
+    /// Answers deferred progress requests that can be answered now.
+    fn retry_deferred(&self) {
+        let mut st = self.st.lock();
+        if st.deferred.is_empty() {
+            return;
+        }
+        let list = std::mem::take(&mut st.deferred);
+        for q in list {
+            if q.is_closed() {
+                continue;
+            }
+            if Self::progress_locked(&st, &q) {
+                q.progress_deferred.store(false, Ordering::Release);
+            } else {
+                st.deferred.push(q);
+            }
+        }
+    }
+
+    /// Periodic progress notifications to synced `progress_notify` watchers.
+    fn progress_all(&self) {
+        let st = self.st.lock();
+        for e in st.watchers.values() {
+            if e.spec.progress_notify && e.synced && e.next_rev <= st.rev + 1 {
+                let resp = WatchResponse {
+                    header: Some(header(st.rev)),
+                    watch_id: e.spec.id,
+                    ..Default::default()
+                };
+                // A full queue skips this round (the watcher is busy receiving anyway).
+                let _ = e.spec.queue.try_push(Item::control(resp));
+            }
+        }
+    }
+
+    /// One catch-up round; returns true if more work is left.
+    fn sync_round(&self, core: &Core) -> bool {
+        let (cur, list): (i64, Vec<(u64, Arc<WatchSpec>, i64)>) = {
+            let st = self.st.lock();
+            let list = st
+                .unsynced
+                .iter()
+                .filter_map(|h| st.watchers.get(h).map(|e| (*h, e.spec.clone(), e.next_rev)))
+                .take(SYNC_WATCHERS_PER_ROUND)
+                .collect();
+            (st.rev, list)
+        };
+        let mut more = false;
+        let compact = core.store.compact_rev();
+        for (h, spec, next) in list {
+            if spec.queue.is_closed() {
+                self.remove(h);
+                continue;
+            }
+            if next < compact {
+                let mut st = self.st.lock();
+                if Self::remove_locked(&mut st, h) {
+                    spec.queue.push_control(WatchResponse {
+                        header: Some(header(st.rev)),
+                        watch_id: spec.id,
+                        canceled: true,
+                        compact_revision: compact,
+                        ..Default::default()
+                    });
+                }
+                continue;
+            }
+            if !spec.queue.has_room() {
+                continue; // the queue wakes the syncer when it drains
+            }
+            match catch_up(core, &spec, next, cur) {
+                Ok((evs, upto)) => {
+                    if !evs.is_empty() && !spec.queue.try_push(spec.response(upto, evs)) {
+                        continue;
+                    }
+                    let mut st = self.st.lock();
+                    let live = st.rev;
+                    let Some(e) = st.watchers.get_mut(&h) else {
+                        continue;
+                    };
+                    e.next_rev = upto + 1;
+                    if upto == cur && live == cur {
+                        e.synced = true;
+                        st.unsynced.remove(&h);
+                    } else {
+                        more = true;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(watch_id = spec.id, error = %err, "watch catch-up failed");
+                }
+            }
+        }
+        more
+    }
+}
+
+/// Events of `spec` from revision `from` up to at most `cur`, whole revisions, at most
+/// [`CATCH_UP_REVISIONS`] revisions; returns them and the last revision covered.
+fn catch_up(
+    core: &Core,
+    spec: &WatchSpec,
+    from: i64,
+    cur: i64,
+) -> crate::error::Result<(Vec<Event>, i64)> {
+    let mut revs = core.store.revisions_since(&spec.key, &spec.end, from);
+    revs.retain(|r| r.main <= cur);
+    let mut upto = cur;
+    let mut mains = 0usize;
+    let mut last_main = i64::MIN;
+    let mut cut = revs.len();
+    for (i, r) in revs.iter().enumerate() {
+        if r.main != last_main {
+            if mains == CATCH_UP_REVISIONS {
+                cut = i;
+                upto = last_main;
+                break;
+            }
+            mains += 1;
+            last_main = r.main;
+        }
+    }
+    revs.truncate(cut);
+    let events = core
+        .store
+        .events_at(&revs)?
+        .into_iter()
+        .filter(|ev| spec.wants(ev))
+        .collect();
+    Ok((events, upto))
+}
+
+/// Sees each published revision: keeps lease attachments current and notifies watchers.
+pub(crate) struct Observer {
+    lessor: Arc<Lessor>,
+    hub: Arc<WatchHub>,
+}
+
+impl Observer {
+    pub(crate) fn new(lessor: Arc<Lessor>, hub: Arc<WatchHub>) -> Observer {
+        Observer { lessor, hub }
+    }
+}
+
+impl crate::mvcc::store::Observer for Observer {
+    fn on_revision(&self, rev: i64, events: Vec<Event>) {
+        self.lessor.on_events(&events);
+        self.hub.notify(rev, events);
+    }
+
+    fn lease_exists(&self, id: i64) -> bool {
+        self.lessor.exists(id)
+    }
+}
+
+/// The syncer task: catches unsynced watchers up, answers deferred progress requests and
+/// sends periodic progress notifications every `progress_interval`.
+pub(crate) fn spawn_syncer(
+    core: Arc<Core>,
+    progress_interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let hub = core.watch.clone();
+        let mut last_progress = Instant::now();
+        let mut more = false;
+        loop {
+            if more {
+                tokio::task::yield_now().await;
+                if *shutdown.borrow() {
+                    return;
+                }
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep(SYNC_INTERVAL) => {}
+                    _ = hub.wake.notified() => {}
+                    _ = shutdown.wait_for(|v| *v) => return,
+                }
+            }
+            let (h, c) = (hub.clone(), core.clone());
+            more = tokio::task::spawn_blocking(move || h.sync_round(&c))
+                .await
+                .unwrap_or(false);
+            hub.retry_deferred();
+            if last_progress.elapsed() >= progress_interval {
+                last_progress = Instant::now();
+                hub.progress_all();
+            }
+        }
+    })
+}
