@@ -73,6 +73,8 @@ pub(crate) struct Writer {
     pub free: SpanFreelist,
     /// Pages freed by the commit with this txid, not reusable while an older reader lives.
     pub pending: BTreeMap<u64, Vec<(Pgid, u64)>>,
+    /// Page buffers recycled across commits.
+    pub pool: Vec<Vec<u8>>,
 }
 
 impl Writer {
@@ -311,6 +313,7 @@ impl Db {
             writer: WriterSlot::new(Writer {
                 free,
                 pending: BTreeMap::new(),
+                pool: Vec::new(),
             }),
             opts,
         };

@@ -96,36 +96,52 @@ pub(crate) fn elem_size(i: &Inode) -> usize {
     ELEM_SIZE + i.key.len() + i.val.len()
 }
 
-/// Serialize `inodes` as one page (plus overflow) with id `id`, into `buf` (zeroed,
-/// a multiple of the page size).
-pub(crate) fn write_node(buf: &mut [u8], id: Pgid, leaf: bool, inodes: &[Inode], pages: usize) {
+/// Serialize `inodes` as one page (plus overflow) with id `id`, appending to `buf`
+/// (which must be empty) and zero-padding to `pages` pages of `page_size` bytes. Bytes
+/// are written once, in order: header, elements, then keys and values.
+pub(crate) fn write_node(
+    buf: &mut Vec<u8>,
+    id: Pgid,
+    leaf: bool,
+    inodes: &[Inode],
+    pages: usize,
+    page_size: usize,
+) {
+    debug_assert!(buf.is_empty());
     let flags = if leaf { LEAF_PAGE } else { BRANCH_PAGE };
-    write_page_header(buf, id, flags, inodes.len() as u16, (pages - 1) as u32);
+    let mut hdr = [0u8; PAGE_HEADER_SIZE];
+    write_page_header(&mut hdr, id, flags, inodes.len() as u16, (pages - 1) as u32);
+    buf.extend_from_slice(&hdr);
     let mut data = PAGE_HEADER_SIZE + inodes.len() * ELEM_SIZE;
     for (i, ino) in inodes.iter().enumerate() {
         let e = PAGE_HEADER_SIZE + i * ELEM_SIZE;
         let pos = (data - e) as u32;
+        let mut el = [0u8; ELEM_SIZE];
         if leaf {
-            put_u32(buf, e, ino.flags);
-            put_u32(buf, e + 4, pos);
-            put_u32(buf, e + 8, ino.key.len() as u32);
-            put_u32(buf, e + 12, ino.val.len() as u32);
+            put_u32(&mut el, 0, ino.flags);
+            put_u32(&mut el, 4, pos);
+            put_u32(&mut el, 8, ino.key.len() as u32);
+            put_u32(&mut el, 12, ino.val.len() as u32);
+            data += ino.key.len() + ino.val.len();
         } else {
             let pgid = match ino.child {
                 Child::Page(p) => p,
                 Child::Node(_) => 0, // spilled before; never reached
             };
-            put_u32(buf, e, pos);
-            put_u32(buf, e + 4, ino.key.len() as u32);
-            put_u64(buf, e + 8, pgid);
+            put_u32(&mut el, 0, pos);
+            put_u32(&mut el, 4, ino.key.len() as u32);
+            put_u64(&mut el, 8, pgid);
+            data += ino.key.len();
         }
-        buf[data..data + ino.key.len()].copy_from_slice(&ino.key);
-        data += ino.key.len();
+        buf.extend_from_slice(&el);
+    }
+    for ino in inodes {
+        buf.extend_from_slice(&ino.key);
         if leaf {
-            buf[data..data + ino.val.len()].copy_from_slice(&ino.val);
-            data += ino.val.len();
+            buf.extend_from_slice(&ino.val);
         }
     }
+    buf.resize(pages * page_size, 0);
 }
 
 #[allow(clippy::single_range_in_vec_init)]
@@ -204,8 +220,9 @@ mod tests {
     #[test]
     fn node_roundtrip_through_page() {
         let inodes = leaf_inodes(20, 5);
-        let mut buf = vec![0u8; 4096];
-        write_node(&mut buf, 42, true, &inodes, 1);
+        let mut buf = Vec::new();
+        write_node(&mut buf, 42, true, &inodes, 1, 4096);
+        assert_eq!(buf.len(), 4096);
         let owner = Bytes::from(buf);
         let node = Node::from_page(PageRef::new(&owner), &owner);
         assert!(node.leaf);

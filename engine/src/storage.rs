@@ -4,7 +4,7 @@
 //! through [`Storage::write_at`] and becomes durable at [`Storage::sync`].
 
 use std::fs::File;
-use std::io;
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 
 /// The file operations the engine performs. Implementations must write through to
@@ -15,6 +15,16 @@ pub trait Storage: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Write all of `buf` at `offset` (not yet durable).
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Write `bufs` back to back starting at `offset` (one `pwritev`-like call where the
+    /// backend can; the default writes them one by one).
+    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        let mut off = offset;
+        for b in bufs {
+            self.write_at(b, off)?;
+            off += b.len() as u64;
+        }
+        Ok(())
+    }
     /// Make every completed write durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
     /// Current file length in bytes.
@@ -42,6 +52,25 @@ impl Storage for FileStorage {
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.file.write_all_at(buf, offset)
+    }
+    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        // The engine has a single writer and reads with pread/mmap, so the file cursor
+        // is ours: seek, then writev until everything is written.
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = f.write_vectored(rest)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "writev wrote nothing",
+                ));
+            }
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
     }
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()

@@ -78,7 +78,7 @@ pub(crate) struct Tree {
 }
 
 /// In-memory node size cap (entries), see [`Tree::split_up`].
-const MAX_NODE_INODES: usize = 512;
+const MAX_NODE_INODES: usize = 128;
 
 impl Tree {
     pub(crate) fn new_empty() -> Tree {
@@ -240,7 +240,8 @@ impl Tree {
                 },
             );
             if node.inodes.len() > MAX_NODE_INODES {
-                self.split_up(leaf);
+                let at_end = i + 1 == node.inodes.len();
+                self.split_up(leaf, at_end);
             }
         }
         Ok(())
@@ -248,11 +249,13 @@ impl Tree {
 
     /// Keep in-memory nodes small (so inserts stay cheap in big transactions): split the
     /// node in two, inserting the new half into its parent, recursively up to the root.
-    /// Pages are still cut to size at spill.
-    fn split_up(&mut self, mut cur: usize) {
+    /// Pages are still cut to size at spill. When the insert went to the end of the node
+    /// (appends), the split leaves the left node full and starts a new right node.
+    fn split_up(&mut self, mut cur: usize, mut at_end: bool) {
         while self.arena[cur].inodes.len() > MAX_NODE_INODES {
             let n = self.arena[cur].inodes.len();
-            let right = self.arena[cur].inodes.split_off(n / 2);
+            let at = if at_end { n - 1 } else { n / 2 };
+            let right = self.arena[cur].inodes.split_off(at);
             let rkey = right[0].key.clone();
             let leaf = self.arena[cur].leaf;
             self.arena.push(Node {
@@ -270,6 +273,7 @@ impl Tree {
             match self.path.pop() {
                 Some((parent, pos)) => {
                     self.arena[parent].inodes.insert(pos + 1, branch(rkey, r));
+                    at_end = pos + 2 == self.arena[parent].inodes.len();
                     cur = parent;
                 }
                 None => {
@@ -472,6 +476,8 @@ pub(crate) struct Spiller<'a> {
     pub hw: &'a mut Pgid,
     pub ps: usize,
     pub out: Vec<(Pgid, Vec<u8>)>,
+    /// Recycled page buffers (kept by the writer across commits).
+    pub pool: &'a mut Vec<Vec<u8>>,
 }
 
 impl Spiller<'_> {
@@ -484,6 +490,25 @@ impl Spiller<'_> {
                 p
             }
         }
+    }
+
+    /// A zeroed buffer of `len` bytes, recycled when possible.
+    pub(crate) fn buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut b = match self.pool.pop() {
+            Some(b) => b,
+            None => Vec::with_capacity(len),
+        };
+        b.clear();
+        b.resize(len, 0);
+        b
+    }
+
+    /// An empty buffer with room for `len` bytes, recycled when possible.
+    fn empty_buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut b = self.pool.pop().unwrap_or_default();
+        b.clear();
+        b.reserve(len);
+        b
     }
 
     #[allow(clippy::single_range_in_vec_init)]
@@ -499,8 +524,8 @@ impl Spiller<'_> {
             let size = PAGE_HEADER_SIZE + part.iter().map(elem_size).sum::<usize>();
             let pages = size.div_ceil(self.ps).max(1);
             let id = self.alloc(pages as u64);
-            let mut buf = vec![0u8; pages * self.ps];
-            write_node(&mut buf, id, leaf, part, pages);
+            let mut buf = self.empty_buffer(pages * self.ps);
+            write_node(&mut buf, id, leaf, part, pages, self.ps);
             self.out.push((id, buf));
             let key = part.first().map(|i| i.key.clone()).unwrap_or_default();
             res.push((key, id));

@@ -304,6 +304,7 @@ impl<'db> WriteTx<'db> {
             hw: &mut hw,
             ps,
             out: Vec::new(),
+            pool: &mut w.pool,
         };
 
         let mut names: Vec<(Vec<u8>, Tree)> =
@@ -354,11 +355,12 @@ impl<'db> WriteTx<'db> {
                 hw: &mut hw,
                 ps,
                 out: Vec::new(),
+                pool: &mut w.pool,
             };
             let id = sp.alloc(pages as u64);
+            let mut buf = sp.buffer(pages * ps);
             drop(sp);
             let ids = w.all_ids(&self.ctx.freed);
-            let mut buf = vec![0u8; pages * ps];
             write_freelist(&mut buf, id, (pages - 1) as u32, &ids);
             out.push((id, buf));
             self.meta.freelist = id;
@@ -367,6 +369,15 @@ impl<'db> WriteTx<'db> {
 
         // Write everything, then the meta.
         let result = write_commit(&inner, &mut out, &self.meta);
+        // Keep page buffers for the next commit (bounded).
+        for (_, b) in out {
+            if w.pool.len() >= POOL_BUFFERS {
+                break;
+            }
+            if b.capacity() <= 16 * ps {
+                w.pool.push(b);
+            }
+        }
         if let Err(e) = result {
             inner.poison(&e.to_string());
             return Err(Error::Io(e));
@@ -407,6 +418,9 @@ impl<'db> WriteTx<'db> {
     }
 }
 
+/// Page buffers kept across commits (at most this many).
+const POOL_BUFFERS: usize = 1024;
+
 /// Grow the file if needed, write the pages (coalescing adjacent ones), sync, write the
 /// meta page into slot txid % 2, sync.
 fn write_commit(inner: &Inner, out: &mut [(Pgid, Vec<u8>)], meta: &Meta) -> io::Result<()> {
@@ -421,7 +435,7 @@ fn write_commit(inner: &Inner, out: &mut [(Pgid, Vec<u8>)], meta: &Meta) -> io::
     }
     out.sort_unstable_by_key(|(p, _)| *p);
     let mut i = 0;
-    let mut run: Vec<u8> = Vec::new();
+    let mut run: Vec<&[u8]> = Vec::new();
     while i < out.len() {
         let start = out[i].0;
         let mut j = i + 1;
@@ -434,10 +448,8 @@ fn write_commit(inner: &Inner, out: &mut [(Pgid, Vec<u8>)], meta: &Meta) -> io::
             st.write_at(&out[i].1, start * ps)?;
         } else {
             run.clear();
-            for (_, b) in &out[i..j] {
-                run.extend_from_slice(b);
-            }
-            st.write_at(&run, start * ps)?;
+            run.extend(out[i..j].iter().map(|(_, b)| &b[..]));
+            st.write_vectored_at(&run, start * ps)?;
         }
         i = j;
     }

@@ -109,6 +109,10 @@ impl Storage for FaultStorage {
             .push(Op::Write(offset, buf.to_vec()));
         Ok(())
     }
+    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        // One I/O operation (one crash point); a crash image may still tear it anywhere.
+        self.write_at(&bufs.concat(), offset)
+    }
     fn sync(&self) -> io::Result<()> {
         self.tick()?;
         let mut st = self.st.lock().unwrap();
