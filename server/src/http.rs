@@ -100,7 +100,7 @@ async fn health_verdict(
     serializable: bool,
 ) -> Result<(), String> {
     for alarm in status.alarms() {
-        if excluded.iter().any(|e| *e == alarm) {
+        if excluded.contains(&alarm) {
             continue;
         }
         return Err(match alarm.as_str() {

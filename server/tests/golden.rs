@@ -447,3 +447,157 @@ fn cairn_matches_etcd_with_etcdctl_3423() {
     let b = cairn_transcript(Ctl::V3423);
     compare("etcdctl-3.4.23", ("etcd-3.5.1", &a), ("cairn", &b));
 }
+
+// --- the `cairn` command line, end to end ---------------------------------------------------
+
+fn run_server_binary(bin: &Path, args: &[&str]) -> support::Output {
+    let mut c = support::clean_command(bin);
+    c.args(args);
+    support::run(c, b"", std::time::Duration::from_secs(20))
+}
+
+#[test]
+fn cairn_rejects_bad_flags_like_etcd() {
+    let etcd = support::etcd_bin(Impl::Etcd351);
+    let cairn = support::etcd_bin(Impl::Cairn);
+    // Undefined flag and a stray argument: etcd's message and exit code.
+    for (args, text, code) in [
+        (
+            &["--no-such-flag"][..],
+            "flag provided but not defined: -no-such-flag",
+            2,
+        ),
+        (&["--name=x", "stray"][..], "'stray' is not a valid flag", 1),
+    ] {
+        for bin in [&etcd, &cairn] {
+            let o = run_server_binary(bin, args);
+            assert_eq!(o.code, Some(code), "{} {args:?}: {o:?}", bin.display());
+            assert!(o.stderr.contains(text), "{} {args:?}: {o:?}", bin.display());
+        }
+    }
+    // A flag Cairn does not support yet is named, and nothing starts.
+    let o = run_server_binary(&cairn, &["--peer-cert-file=/etc/peer.pem"]);
+    assert_eq!(o.code, Some(1), "{o:?}");
+    assert!(
+        o.stderr
+            .contains("--peer-cert-file is not supported yet by cairn"),
+        "{o:?}"
+    );
+    // --version: etcd's line layout.
+    let o = run_server_binary(&cairn, &["--version"]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(o.stdout.starts_with("cairn Version: "), "{o:?}");
+    assert!(o.stdout.contains("\netcd API Version: 3.5."), "{o:?}");
+}
+
+/// Waits for `/health` on `addr` while `child` runs.
+fn wait_healthy(child: &mut std::process::Child, addr: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("cairn exited during start-up: {st}");
+        }
+        if let Ok((200, body)) = http_get(addr, "/health") {
+            assert_eq!(body, r#"{"health":"true","reason":""}"#);
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cairn never became healthy on {addr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn member_names(addr: &str) -> String {
+    let o = etcdctl(Ctl::V351, addr, &["member", "list"], b"");
+    assert!(o.success(), "{o:?}");
+    o.stdout
+}
+
+#[test]
+fn cairn_reads_etcd_environment_variables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cp, pp) = (support::free_port(), support::free_port());
+    let client = format!("http://127.0.0.1:{cp}");
+    let peer = format!("http://127.0.0.1:{pp}");
+    let mut c = support::clean_command(&support::etcd_bin(Impl::Cairn));
+    c.env("ETCD_NAME", "from-env")
+        .env("ETCD_DATA_DIR", tmp.path().join("env-data"))
+        .env("ETCD_LISTEN_CLIENT_URLS", &client)
+        .env("ETCD_ADVERTISE_CLIENT_URLS", &client)
+        .env("ETCD_LISTEN_PEER_URLS", &peer)
+        .env("ETCD_INITIAL_ADVERTISE_PEER_URLS", &peer)
+        .env("ETCD_INITIAL_CLUSTER", format!("from-env={peer}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = KillOnDrop(c.spawn().expect("spawn cairn"));
+    let addr = format!("127.0.0.1:{cp}");
+    wait_healthy(&mut child.0, &addr);
+    assert!(member_names(&addr).contains(", from-env, "));
+    assert!(tmp.path().join("env-data/member").is_dir());
+}
+
+#[test]
+fn cairn_reads_an_etcd_config_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cp, pp) = (support::free_port(), support::free_port());
+    let yaml = format!(
+        "name: 'from-yaml'\ndata-dir: {}\nlisten-client-urls: http://127.0.0.1:{cp}\n\
+         advertise-client-urls: http://127.0.0.1:{cp}\nlisten-peer-urls: http://127.0.0.1:{pp}\n\
+         initial-advertise-peer-urls: http://127.0.0.1:{pp}\n\
+         initial-cluster: from-yaml=http://127.0.0.1:{pp}\ninitial-cluster-state: new\n\
+         snapshot-count: 10000\nenable-v2: false\nclient-transport-security:\n  auto-tls: false\n",
+        tmp.path().join("yaml-data").display()
+    );
+    let file = tmp.path().join("etcd.conf.yml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut c = support::clean_command(&support::etcd_bin(Impl::Cairn));
+    // Flags next to --config-file are ignored, as etcd does.
+    c.arg(format!("--config-file={}", file.display()))
+        .arg("--name=ignored")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = KillOnDrop(c.spawn().expect("spawn cairn"));
+    let addr = format!("127.0.0.1:{cp}");
+    wait_healthy(&mut child.0, &addr);
+    assert!(member_names(&addr).contains(", from-yaml, "));
+    assert!(tmp.path().join("yaml-data/member").is_dir());
+}
+
+#[test]
+fn cairn_without_flags_serves_127_0_0_1_2379_with_data_in_default_etcd() {
+    if std::net::TcpStream::connect("127.0.0.1:2379").is_ok() {
+        panic!("something already listens on 127.0.0.1:2379; this test needs the port free");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = support::clean_command(&support::etcd_bin(Impl::Cairn));
+    c.current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = KillOnDrop(c.spawn().expect("spawn cairn"));
+    wait_healthy(&mut child.0, "127.0.0.1:2379");
+    assert!(member_names("127.0.0.1:2379").contains(", default, http://localhost:2380, "));
+    assert!(tmp.path().join("default.etcd/member").is_dir());
+    // /livez and /readyz (etcd 3.5.11+) answer too.
+    assert_eq!(
+        http_get("127.0.0.1:2379", "/livez").unwrap(),
+        (200, "ok\n".to_string())
+    );
+    let (code, body) = http_get("127.0.0.1:2379", "/readyz?verbose").unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(
+        body,
+        "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\n\
+         [+]non_learner ok\nok\n"
+    );
+}

@@ -1,8 +1,9 @@
 //! Snapshot interop, both ways, with real etcd 3.5.1 tools:
 //! - `etcdctl snapshot save` from Cairn → `etcdutl snapshot restore` → real etcd serves every
 //!   key with the same create/mod revisions, versions, values and leases, the same current
-//!   revision and the same compaction point;
+//!   revision and the same compaction point (and `cairnutl` restores the same file into Cairn);
 //! - `etcdctl snapshot save` from etcd → `cairnutl snapshot restore` → Cairn serves the same.
+//!
 //! Both restored members also accept new writes at the next revision.
 
 mod support;
@@ -14,13 +15,18 @@ use support::{
     cairnutl_bin, clean_command, etcdctl, etcdutl_bin, free_port, run, Ctl, Impl, Member,
 };
 
+/// A live key: key, value, create revision, mod revision, version, lease.
+type Kv = (Vec<u8>, Vec<u8>, i64, i64, i64, i64);
+/// A historical read: revision, then key, value and mod revision of each key.
+type Historical = (i64, Vec<(Vec<u8>, Vec<u8>, i64)>);
+
 /// What a reader sees of a store: every live key with its metadata, the current revision,
 /// and a few historical reads.
 #[derive(Debug, PartialEq, Eq)]
 struct View {
     revision: i64,
-    kvs: Vec<(Vec<u8>, Vec<u8>, i64, i64, i64, i64)>,
-    history: Vec<(i64, Vec<(Vec<u8>, Vec<u8>, i64)>)>,
+    kvs: Vec<Kv>,
+    history: Vec<Historical>,
     below_compaction: String,
 }
 
@@ -179,7 +185,7 @@ fn restore_args(name: &str, data_dir: &Path, peer: &str) -> Vec<String> {
 }
 
 #[test]
-fn cairn_snapshot_restores_into_etcd() {
+fn cairn_snapshot_restores_into_etcd_and_cairn() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = rt();
     let cairn = Member::start(Impl::Cairn, "source", &tmp.path().join("cairn"), &[]);
@@ -224,6 +230,32 @@ fn cairn_snapshot_restores_into_etcd() {
         after, before,
         "etcd restored from Cairn's snapshot serves different data"
     );
+
+    // The same file restores into Cairn with cairnutl.
+    let data = tmp.path().join("restored-cairn");
+    let (client_port, peer_port) = (free_port(), free_port());
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let mut cmd = clean_command(&cairnutl_bin());
+    cmd.arg("snapshot")
+        .arg("restore")
+        .arg(&snap)
+        .args(restore_args("again", &data, &peer));
+    let o = run(cmd, b"", std::time::Duration::from_secs(60));
+    assert!(
+        o.success(),
+        "cairnutl snapshot restore of a Cairn snapshot: {o:?}"
+    );
+    let cairn = Member::start_on(Impl::Cairn, "again", &data, client_port, peer_port, &[]);
+    let again = rt.block_on(async {
+        let mut c = connect(&cairn).await;
+        let v = view(&mut c, compact_at).await;
+        write_after_restore(&mut c, v.revision).await;
+        v
+    });
+    assert_eq!(
+        again, before,
+        "Cairn restored from its own snapshot serves different data"
+    );
 }
 
 #[test]
@@ -262,7 +294,10 @@ fn etcd_snapshot_restores_into_cairn() {
         let members = c.member_list().await.expect("member list");
         assert_eq!(members.members().len(), 1);
         assert_eq!(members.members()[0].name(), "restored");
-        assert_eq!(members.members()[0].peer_urls(), [peer.clone()]);
+        assert_eq!(
+            members.members()[0].peer_urls(),
+            std::slice::from_ref(&peer)
+        );
         v
     });
     assert_eq!(

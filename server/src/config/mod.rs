@@ -535,8 +535,9 @@ fn parse_command_line(args: &[String]) -> Result<Option<Vec<Raw>>, ConfigError> 
             source: Source::Flag,
         });
     }
+    // etcd reports this after parsing, as a configuration error (exit 1).
     if i < args.len() {
-        return Err(ConfigError::usage(format!(
+        return Err(ConfigError::invalid(format!(
             "'{}' is not a valid flag",
             args[i]
         )));

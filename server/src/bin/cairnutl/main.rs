@@ -34,12 +34,15 @@ fn fail(msg: impl std::fmt::Display) -> ! {
     std::process::exit(1);
 }
 
+/// Positional arguments and `(flag, value)` pairs.
+type ParsedArgs = (Vec<String>, Vec<(String, String)>);
+
 /// pflag-style parsing: returns positional arguments and `(flag, value)` pairs. `bools` are
 /// the flags that take no value unless written `--flag=value`.
 fn parse_flags(
     args: &[String],
     bools: &[&str],
-) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+) -> Result<ParsedArgs, String> {
     let mut pos = Vec::new();
     let mut flags = Vec::new();
     let mut i = 0;
@@ -60,7 +63,7 @@ fn parse_flags(
                     flags.push(("write-out".to_string(), r[2..].to_string()));
                     continue;
                 }
-                r if r == "h" => "help",
+                "h" => "help",
                 _ => return Err(format!("unknown shorthand flag: {:?} in {a}", &rest[..1])),
             }
         } else {
