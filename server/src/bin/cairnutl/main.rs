@@ -39,10 +39,7 @@ type ParsedArgs = (Vec<String>, Vec<(String, String)>);
 
 /// pflag-style parsing: returns positional arguments and `(flag, value)` pairs. `bools` are
 /// the flags that take no value unless written `--flag=value`.
-fn parse_flags(
-    args: &[String],
-    bools: &[&str],
-) -> Result<ParsedArgs, String> {
+fn parse_flags(args: &[String], bools: &[&str]) -> Result<ParsedArgs, String> {
     let mut pos = Vec::new();
     let mut flags = Vec::new();
     let mut i = 0;
