@@ -325,6 +325,20 @@ impl WatchHub {
         }
     }
 
+    /// Cancels a watcher whose next revision was compacted away.
+    fn cancel_compacted(&self, h: u64, spec: &WatchSpec, compact: i64) {
+        let mut st = self.st.lock();
+        if Self::remove_locked(&mut st, h) {
+            spec.queue.push_control(WatchResponse {
+                header: Some(header(st.rev)),
+                watch_id: spec.id,
+                canceled: true,
+                compact_revision: compact,
+                ..Default::default()
+            });
+        }
+    }
+
     /// One catch-up round; returns true if more work is left.
     fn sync_round(&self, core: &Core) -> bool {
         let (cur, list): (i64, Vec<(u64, Arc<WatchSpec>, i64)>) = {
@@ -345,16 +359,7 @@ impl WatchHub {
                 continue;
             }
             if next < compact {
-                let mut st = self.st.lock();
-                if Self::remove_locked(&mut st, h) {
-                    spec.queue.push_control(WatchResponse {
-                        header: Some(header(st.rev)),
-                        watch_id: spec.id,
-                        canceled: true,
-                        compact_revision: compact,
-                        ..Default::default()
-                    });
-                }
+                self.cancel_compacted(h, &spec, compact);
                 continue;
             }
             if !spec.queue.has_room() {
@@ -362,6 +367,12 @@ impl WatchHub {
             }
             match catch_up(core, &spec, next, cur) {
                 Ok((evs, upto)) => {
+                    // A compaction that ran during the read may have removed part of it.
+                    let compact = core.store.compact_rev();
+                    if next < compact {
+                        self.cancel_compacted(h, &spec, compact);
+                        continue;
+                    }
                     if !evs.is_empty() && !spec.queue.try_push(spec.response(upto, evs)) {
                         continue;
                     }
