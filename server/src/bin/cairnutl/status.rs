@@ -89,7 +89,11 @@ pub fn status(path: &Path) -> Result<SnapshotStatus, String> {
         let mut next = c.first();
         while let Some((k, v)) = next {
             st.hash = crc_update(st.hash, k);
-            st.hash = crc_update(st.hash, v);
+            // A nested bucket's entry has no value for bbolt's ForEach (etcd has none, but
+            // a generic bbolt file may): `get` tells them apart.
+            if b.get(k).is_some() {
+                st.hash = crc_update(st.hash, v);
+            }
             if is_key && k.len() >= 8 {
                 st.revision = i64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
             }
@@ -152,19 +156,20 @@ pub fn render(st: &SnapshotStatus, format: &str) -> Result<String, String> {
                 .map(|w| format!("+{}", "-".repeat(*w)))
                 .collect::<String>()
                 + "+\n";
-            let line = |cells: Vec<String>| {
-                cells
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("|{:^w$}", c, w = *w))
-                    .collect::<String>()
-                    + "|\n"
-            };
-            format!(
-                "{border}{}{border}{}{border}",
-                line(header.iter().map(|s| s.to_string()).collect()),
-                line(row.to_vec())
-            )
+            // Headers centred, values right-aligned, as etcdutl's table writer does.
+            let header_line: String = header
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("|{:^w$}", c, w = *w))
+                .collect::<String>()
+                + "|\n";
+            let row_line: String = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("| {:>w$} ", c, w = *w - 2))
+                .collect::<String>()
+                + "|\n";
+            format!("{border}{header_line}{border}{row_line}{border}")
         }
         other => {
             return Err(format!(
