@@ -12,6 +12,8 @@
 //!   `data_corruption`, `serializable_read`, `linearizable_read`, `non_learner`.
 //! - `GET /version`: `{"etcdserver":"3.5.x","etcdcluster":"3.5.0"}`.
 //!
+//! - `/v2/...`: 404 saying the v2 API is not supported (`--enable-v2` is only accepted).
+//!
 //! Any other method answers 405 with `Allow: GET`. Unknown paths get the router's 404.
 
 use std::sync::Arc;
@@ -36,7 +38,9 @@ pub fn router(status: Arc<dyn MemberStatus>) -> Router {
         .route("/health", any(health))
         .route("/version", any(version))
         .route("/livez", any(|s, req| checks_root(s, req, LIVEZ)))
-        .route("/readyz", any(|s, req| checks_root(s, req, READYZ)));
+        .route("/readyz", any(|s, req| checks_root(s, req, READYZ)))
+        .route("/v2", any(v2_not_supported))
+        .route("/v2/{*rest}", any(v2_not_supported));
     for group in [LIVEZ, READYZ] {
         for check in group.checks {
             let path = format!("/{}/{}", group.name, check.name());
@@ -162,6 +166,15 @@ async fn version(State(status): State<Status>, req: Request) -> Response {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// The etcd v2 API is not served (`--enable-v2` is accepted for compatibility): 404, as etcd
+/// without v2 answers, with a body that says why.
+async fn v2_not_supported() -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        "etcd v2 API is not supported by cairn (only the v3 API is served)\n".into(),
+    )
 }
 
 /// One named check of `/livez` or `/readyz`.
@@ -541,6 +554,18 @@ mod tests {
             StatusCode::OK,
             "livez reads serializably"
         );
+    }
+
+    #[tokio::test]
+    async fn v2_api_is_refused_clearly() {
+        for path in ["/v2/keys/foo", "/v2", "/v2/members"] {
+            let (code, body) = get(Fake::default(), path).await;
+            assert_eq!(code, StatusCode::NOT_FOUND, "{path}");
+            assert!(
+                body.contains("v2 API is not supported by cairn"),
+                "{path}: {body}"
+            );
+        }
     }
 
     #[tokio::test]
