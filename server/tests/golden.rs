@@ -6,7 +6,8 @@
 //! and the masks are validated by comparing etcd 3.4.23 with etcd 3.5.1 as well.
 //!
 //! On a mismatch both transcripts are written next to the test binary's temporary directory
-//! (`CARGO_TARGET_TMPDIR/golden-*.txt`) and the first differing lines are shown.
+//! (`CARGO_TARGET_TMPDIR/golden-*.txt`) and the first differing lines are shown;
+//! `CAIRN_GOLDEN_DUMP=1` writes them on success too.
 
 mod support;
 
@@ -307,14 +308,17 @@ fn transcript(server: Impl, ctl: Ctl) -> String {
 fn compare(label: &str, reference: (&str, &str), candidate: (&str, &str)) {
     let (ref_name, ref_text) = reference;
     let (cand_name, cand_text) = candidate;
-    if ref_text == cand_text {
-        return;
-    }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let rp = dir.join(format!("golden-{label}-{ref_name}.txt"));
     let cp = dir.join(format!("golden-{label}-{cand_name}.txt"));
-    let _ = std::fs::write(&rp, ref_text);
-    let _ = std::fs::write(&cp, cand_text);
+    // CAIRN_GOLDEN_DUMP=1 keeps the transcripts even when they agree (to review the masks).
+    if ref_text != cand_text || std::env::var_os("CAIRN_GOLDEN_DUMP").is_some() {
+        let _ = std::fs::write(&rp, ref_text);
+        let _ = std::fs::write(&cp, cand_text);
+    }
+    if ref_text == cand_text {
+        return;
+    }
     let rl: Vec<&str> = ref_text.lines().collect();
     let cl: Vec<&str> = cand_text.lines().collect();
     let first = rl
