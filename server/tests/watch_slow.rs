@@ -65,6 +65,9 @@ static GLOBAL: Counting = Counting;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The tests of this file measure the process heap: they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn heavy() -> bool {
     std::env::var("CAIRN_HEAVY_WATCH").is_ok_and(|v| v == "1")
 }
@@ -159,6 +162,7 @@ async fn write(ts: &TestServer, n: usize, per_rev: usize, size: usize) -> Durati
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_client_does_not_block_apply_or_others_and_gets_everything_later() {
+    let _serial = SERIAL.lock().await;
     let (n, per_rev, size) = if heavy() {
         (100_000, 1, 2048)
     } else {
@@ -214,6 +218,7 @@ async fn stalled_client_does_not_block_apply_or_others_and_gets_everything_later
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_client_whose_history_is_compacted_is_canceled() {
+    let _serial = SERIAL.lock().await;
     let ts = TestServer::start_with(|o| o.snapshot_count = 1000).await;
     let mut c = ts.client().await;
     let mut stalled = open(&ts, 0).await;
@@ -237,5 +242,51 @@ async fn stalled_client_whose_history_is_compacted_is_canceled() {
         }
     }
     assert!(last < cur, "events stop where the history was compacted");
+    ts.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_watchers_cost_little_memory() {
+    let _serial = SERIAL.lock().await;
+    let ts = TestServer::start().await;
+    let mut wc = WatchClient::connect(ts.endpoint.clone())
+        .await
+        .unwrap()
+        .max_decoding_message_size(usize::MAX);
+    let (tx, rx) = mpsc::channel(64);
+    let mut out = wc
+        .watch(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    const N: usize = 10_000;
+    // Warm up the stream (buffers, first allocations) before measuring.
+    let create = |i: usize| WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: format!("idle/{i:05}").into(),
+            ..Default::default()
+        })),
+    };
+    tx.send(create(N)).await.unwrap();
+    assert!(out.message().await.unwrap().unwrap().created);
+    let base = LIVE.load(Ordering::Relaxed);
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            tx.send(create(i)).await.unwrap();
+        }
+        tx
+    });
+    for _ in 0..N {
+        let r = tokio::time::timeout(WAIT, out.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(r.created);
+    }
+    let _tx = sender.await.unwrap();
+    let per = LIVE.load(Ordering::Relaxed).saturating_sub(base) / N;
+    eprintln!("heap per idle watcher: {per} bytes ({N} watchers on one stream)");
+    assert!(per < 4096, "{per} bytes per idle watcher");
     ts.stop().await;
 }
