@@ -341,8 +341,11 @@ fn build_model(first: i64, mut log: Vec<(i64, Vec<Change>)>) -> Model {
     Model { events }
 }
 
-fn check(model: &Model, w: &WatchLog, max_compact: i64) -> usize {
+/// Checks one watcher; returns (events checked, progress notifications, compaction
+/// cancels, resumed segments).
+fn check(model: &Model, w: &WatchLog, max_compact: i64) -> [usize; 4] {
     let mut checked = 0;
+    let (mut progress, mut cancels) = (0, 0);
     for (si, seg) in w.segments.iter().enumerate() {
         let expected: Vec<&Ev> = model
             .events
@@ -363,6 +366,7 @@ fn check(model: &Model, w: &WatchLog, max_compact: i64) -> usize {
                     got.extend(evs.iter());
                 }
                 Resp::Progress(p) => {
+                    progress += 1;
                     // Bookmarkable: everything up to p was delivered before.
                     let want = expected.iter().filter(|x| x.rev <= *p).count();
                     assert_eq!(
@@ -373,6 +377,7 @@ fn check(model: &Model, w: &WatchLog, max_compact: i64) -> usize {
                     );
                 }
                 Resp::Canceled(c) => {
+                    cancels += 1;
                     assert!(*c > seg.start && *c <= max_compact, "cancel {c} justified");
                 }
             }
@@ -407,7 +412,7 @@ fn check(model: &Model, w: &WatchLog, max_compact: i64) -> usize {
         }
         checked += got.len();
     }
-    checked
+    [checked, progress, cancels, w.segments.len() - 1]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -472,18 +477,26 @@ async fn randomized_load_keeps_all_six_watch_guarantees() {
     let model = build_model(first, std::mem::take(&mut *log.lock()));
     assert_eq!(*model.events.keys().last().unwrap(), fin);
     let max_compact = compacted.load(Ordering::Acquire);
-    let mut total = 0;
+    let mut total = [0usize; 4];
     for w in watchers {
         let wl = tokio::time::timeout(Duration::from_secs(120), w)
             .await
             .expect("watcher reaches the final revision")
             .unwrap();
-        total += check(&model, &wl, max_compact);
+        let r = check(&model, &wl, max_compact);
+        for i in 0..4 {
+            total[i] += r[i];
+        }
     }
     eprintln!(
-        "checked {total} delivered events over {} revisions, compacted to {max_compact}; 0 violations",
+        "checked {} delivered events, {} progress notifications, {} compaction cancels, \
+         {} resumed streams over {} revisions (compacted to {max_compact}): 0 violations",
+        total[0],
+        total[1],
+        total[2],
+        total[3],
         model.events.len()
     );
-    assert!(total > 0);
+    assert!(total[0] > 0 && total[1] > 0 && total[3] > 0);
     ts.stop().await;
 }

@@ -49,6 +49,8 @@ pub(crate) const MAX_LEASE_TTL: i64 = 9_000_000_000;
 const EXPIRY_CHECK: Duration = Duration::from_millis(500);
 /// Most revokes proposed per check (etcd limits expiry to 1000 leases per second).
 const MAX_REVOKES_PER_CHECK: usize = 500;
+/// Most lease checkpoints per proposal (about 24 bytes each).
+const CHECKPOINTS_PER_PROPOSAL: usize = 10_000;
 
 /// etcd's `leasepb.Lease`, the value stored in the `lease` bucket.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -366,10 +368,14 @@ pub(crate) fn apply_revoke(core: &Core, r: LeaseRevokeRequest) -> Result<LeaseRe
             break;
         }
     }
+    if res.is_ok() {
+        // Gone before the deletes are published: a client that sees the delete events
+        // never finds the lease still there.
+        core.lessor.remove(r.id);
+        core.store.backend.delete(LEASE, bucket_key(r.id));
+    }
     let rev = t.end();
     res?;
-    core.lessor.remove(r.id);
-    core.store.backend.delete(LEASE, bucket_key(r.id));
     Ok(LeaseRevokeResponse {
         header: header(rev),
     })
@@ -472,8 +478,11 @@ pub(crate) fn spawn_expiry(
             if last_checkpoint.elapsed() >= checkpoint_interval {
                 last_checkpoint = Instant::now();
                 let cps = core.lessor.checkpoints(checkpoint_interval);
-                if !cps.is_empty() {
-                    let req = LeaseCheckpointRequest { checkpoints: cps };
+                // Chunks keep each proposal well under the request size limit.
+                for chunk in cps.chunks(CHECKPOINTS_PER_PROPOSAL) {
+                    let req = LeaseCheckpointRequest {
+                        checkpoints: chunk.to_vec(),
+                    };
                     if let Err(e) = core.propose(Op::LeaseCheckpoint(req)).await {
                         tracing::warn!(error = %e, "lease checkpoint failed");
                     }
