@@ -3,11 +3,13 @@
 //! - `cairnutl snapshot restore FILE [--data-dir DIR] [--name N] [--initial-cluster C]
 //!   [--initial-cluster-token T] [--initial-advertise-peer-urls U] [--skip-hash-check]`
 //! - `cairnutl snapshot status FILE [-w simple|json|table|fields]`
+//! - `cairnutl defrag --data-dir DIR` (the member must be stopped)
 //! - `cairnutl version`
 //!
 //! Flags follow pflag conventions (`--flag=value`, `--flag value`, `-w json`); a flag etcdutl
 //! has but cairnutl does not support yet is an error naming it.
 
+mod defrag;
 mod restore;
 mod status;
 
@@ -23,6 +25,7 @@ Usage:
       --initial-advertise-peer-urls string   List of this member's peer URLs to advertise to the rest of the cluster (default \"http://localhost:2380\")
       --skip-hash-check                      Ignore snapshot integrity hash value (required if copied from data directory)
   cairnutl snapshot status <filename> [-w simple|json|table|fields]
+  cairnutl defrag --data-dir <data dir>
   cairnutl version
 ";
 
@@ -157,6 +160,32 @@ fn snapshot_status(args: &[String]) {
     }
 }
 
+fn defrag_cmd(args: &[String]) {
+    let (pos, flags) = parse_flags(args, &[]).unwrap_or_else(|e| fail(e));
+    let mut dir = None;
+    for (name, value) in flags {
+        match name.as_str() {
+            "data-dir" => dir = Some(PathBuf::from(value)),
+            "help" => {
+                print!("{USAGE}");
+                return;
+            }
+            n => fail(format!("unknown flag: --{n}")),
+        }
+    }
+    if !pos.is_empty() {
+        fail(format!("unexpected argument {:?}", pos[0]));
+    }
+    let dir = dir.unwrap_or_else(|| fail("--data-dir is required"));
+    match defrag::defrag(&dir) {
+        Ok((before, after)) => {
+            println!("finished defragmenting directory: {}", dir.display());
+            eprintln!("backend file: {before} bytes before, {after} bytes after");
+        }
+        Err(e) => fail(e),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -166,6 +195,7 @@ fn main() {
         ["snapshot", "save", ..] => fail(
             "snapshot save is an online command: use etcdctl (or cairnctl) snapshot save against a running member",
         ),
+        ["defrag", ..] => defrag_cmd(&args[1..]),
         ["version"] | ["--version"] => {
             println!("cairnutl version: {}", env!("CARGO_PKG_VERSION"));
             println!("API version: 3.5");
