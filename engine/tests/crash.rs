@@ -238,21 +238,23 @@ fn opts() -> Options {
 
 #[test]
 fn crash_at_every_write_and_sync() {
-    crash_at_every_point(opts());
+    crash_at_every_point(opts(), 24);
 }
 
 /// The same with the freelist not persisted (etcd's configuration): recovery rebuilds it.
 #[test]
 fn crash_at_every_write_and_sync_without_freelist() {
-    crash_at_every_point(Options {
-        no_freelist_sync: true,
-        ..opts()
-    });
+    crash_at_every_point(
+        Options {
+            no_freelist_sync: true,
+            ..opts()
+        },
+        12,
+    );
 }
 
-fn crash_at_every_point(opts: Options) {
+fn crash_at_every_point(opts: Options, commits: usize) {
     let opts = || opts.clone();
-    const COMMITS: usize = 24;
     let seeds: u64 = std::env::var("CAIRN_CRASH_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -267,15 +269,15 @@ fn crash_at_every_point(opts: Options) {
         std::fs::copy(&base, &p).unwrap();
         let (fs, st) = FaultStorage::new(&p, None);
         let db = Db::open_with_storage(&p, Box::new(fs), opts()).unwrap();
-        let (done, inflight) = workload(&db, 7, COMMITS);
-        assert_eq!(done.len(), COMMITS + 1);
+        let (done, inflight) = workload(&db, 7, commits);
+        assert_eq!(done.len(), commits + 1);
         assert!(inflight.is_none());
         assert!(db.check().is_empty());
         let n = st.lock().unwrap().ops;
         n
     };
     assert!(
-        total_ops >= 4 * COMMITS as u64,
+        total_ops >= 4 * commits as u64,
         "only {total_ops} I/O operations"
     );
 
@@ -286,7 +288,7 @@ fn crash_at_every_point(opts: Options) {
         std::fs::copy(&base, &p).unwrap();
         let (fs, st) = FaultStorage::new(&p, Some(crash_at));
         let db = Db::open_with_storage(&p, Box::new(fs), opts()).unwrap();
-        let (done, inflight) = workload(&db, 7, COMMITS);
+        let (done, inflight) = workload(&db, 7, commits);
         assert!(inflight.is_some(), "crash point {crash_at} not reached");
         // After the crash the database refuses writes.
         assert!(matches!(
