@@ -37,7 +37,9 @@ mkdir -p "$BIN" "$ETCD351" "$ETCD3423"
 # --- Debian packages -------------------------------------------------------------------
 missing=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in etcd-server etcd-client golang-go golang-github-coreos-bbolt-dev; do
+# protobuf-compiler + libprotobuf-dev: the `etcd-client` crate (a dev-dependency of the
+# server's tests) runs protoc in its build script.
+for p in etcd-server etcd-client golang-go golang-github-coreos-bbolt-dev protobuf-compiler libprotobuf-dev; do
     have_pkg "$p" || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -70,7 +72,7 @@ if ((${#missing[@]})); then
         "${SUDO[@]}" invoke-rc.d etcd stop >/dev/null 2>&1 || true
     fi
 fi
-for b in /usr/bin/etcd /usr/bin/etcdctl /usr/bin/go; do
+for b in /usr/bin/etcd /usr/bin/etcdctl /usr/bin/go /usr/bin/protoc; do
     [ -x "$b" ] || die "$b missing after install"
 done
 [ -f "$BBOLT_SRC/db.go" ] || die "bbolt source not found in $BBOLT_SRC"
