@@ -53,7 +53,8 @@ impl Cluster for ClusterService {
             self.core.read_index().await?;
         }
         Ok(Response::new(MemberListResponse {
-            header: Some(self.core.header(self.core.store.rev())),
+            // etcd's Cluster service leaves the header revision at 0.
+            header: Some(self.core.header(0)),
             members: vec![self.core.member.to_pb()],
         }))
     }
