@@ -33,7 +33,7 @@ impl KvService {
             return Err(Error::NoSpace);
         }
         let quota = core.limits.quota_backend_bytes;
-        if quota > 0 && core.store.backend.size() + cost as u64 > quota {
+        if quota > 0 && core.store.backend.size_with_staged() + cost as u64 > quota {
             let req = AlarmRequest {
                 action: AlarmAction::Activate as i32,
                 member_id: core.member.id,

@@ -1,12 +1,13 @@
 //! The backend: the engine file with etcd's bucket layout, plus the write buffer of the
 //! not-yet-committed batch.
 //!
-//! Only the apply loop writes: it stages puts and deletes in the buffer and commits them in
-//! one engine write transaction per batch (interval or count), together with the applied
-//! raft index. Readers look a revision key up in the buffer first, then in an engine read
-//! transaction opened while they hold the buffer's read lock, so a batch being committed
-//! and cleared is never missed: the buffer is cleared only after the engine commit, under
-//! the write lock.
+//! Only the apply loop writes: it stages puts and deletes in the pending buffer. A commit
+//! moves the pending buffer aside ("committing") and writes it, with the applied raft index,
+//! in one engine write transaction on a committer thread, so the apply loop never waits for
+//! the engine's fsyncs; the next commit first waits for the previous one. Readers look a
+//! revision key up in the pending buffer, then the committing one, then in an engine read
+//! transaction opened while they hold the buffers' read lock, so a batch being committed is
+//! never missed: it is dropped only after the engine commit, under the write lock.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,13 +60,36 @@ struct Buffer {
     ops: Vec<(&'static [u8], Bytes, Option<Bytes>)>,
     /// Latest staged state of `key`-bucket entries, for readers.
     keys: HashMap<Bytes, Option<Bytes>>,
+    /// Bytes of keys and values staged.
+    bytes: u64,
 }
 
-/// The engine file plus the staged batch.
+#[derive(Default)]
+struct Buffers {
+    pending: Buffer,
+    /// The batch being written by the committer thread.
+    committing: Option<Arc<Buffer>>,
+}
+
+impl Buffers {
+    fn lookup(&self, k: &[u8]) -> Option<Option<Bytes>> {
+        if let Some(v) = self.pending.keys.get(k) {
+            return Some(v.clone());
+        }
+        self.committing
+            .as_ref()
+            .and_then(|c| c.keys.get(k).cloned())
+    }
+}
+
+type Meta = Vec<(&'static [u8], Vec<u8>)>;
+
+/// The engine file plus the staged batches.
 pub(crate) struct Backend {
     db: RwLock<Arc<Db>>,
     path: PathBuf,
-    buf: RwLock<Buffer>,
+    buf: Arc<RwLock<Buffers>>,
+    committer: parking_lot::Mutex<Option<std::thread::JoinHandle<Result<()>>>>,
 }
 
 impl Backend {
@@ -79,7 +103,8 @@ impl Backend {
         let be = Backend {
             db: RwLock::new(Arc::new(db)),
             path: path.to_path_buf(),
-            buf: RwLock::new(Buffer::default()),
+            buf: Arc::new(RwLock::new(Buffers::default())),
+            committer: parking_lot::Mutex::new(None),
         };
         be.create_buckets()?;
         Ok(be)
@@ -106,16 +131,19 @@ impl Backend {
 
     /// Stages a put (apply loop only).
     pub(crate) fn put(&self, bucket: &'static [u8], key: Bytes, value: Bytes) {
-        let mut b = self.buf.write();
+        let mut g = self.buf.write();
+        let b = &mut g.pending;
         if bucket == KEY {
             b.keys.insert(key.clone(), Some(value.clone()));
         }
+        b.bytes += (key.len() + value.len()) as u64;
         b.ops.push((bucket, key, Some(value)));
     }
 
     /// Stages a delete (apply loop only).
     pub(crate) fn delete(&self, bucket: &'static [u8], key: Bytes) {
-        let mut b = self.buf.write();
+        let mut g = self.buf.write();
+        let b = &mut g.pending;
         if bucket == KEY {
             b.keys.insert(key.clone(), None);
         }
@@ -124,49 +152,54 @@ impl Backend {
 
     /// Number of staged changes.
     pub(crate) fn pending(&self) -> usize {
-        self.buf.read().ops.len()
+        self.buf.read().pending.ops.len()
     }
 
-    /// Commits the staged batch plus `meta` (e.g. the consistent index) in one engine
-    /// transaction. Apply loop only.
-    pub(crate) fn commit(&self, meta: &[(&'static [u8], Vec<u8>)]) -> Result<()> {
-        {
-            let b = self.buf.read();
-            if b.ops.is_empty() && meta.is_empty() {
+    /// Starts committing the staged batch plus `meta` (e.g. the consistent index) in one
+    /// engine transaction on the committer thread, after waiting for the previous commit
+    /// (whose failure is returned here). Apply loop only.
+    pub(crate) fn commit_async(&self, meta: Meta) -> Result<()> {
+        self.wait_committed()?;
+        let batch = {
+            let mut g = self.buf.write();
+            if g.pending.ops.is_empty() && meta.is_empty() {
                 return Ok(());
             }
-            let db = self.db();
-            let mut tx = db.begin_write().map_err(engine_err)?;
-            // Group by bucket, keeping each bucket's order.
-            let mut order: Vec<usize> = (0..b.ops.len()).collect();
-            order.sort_by_key(|&i| b.ops[i].0);
-            let mut i = 0;
-            while i < order.len() {
-                let name = b.ops[order[i]].0;
-                let mut bucket = tx.bucket_mut(name).map_err(engine_err)?;
-                while i < order.len() && b.ops[order[i]].0 == name {
-                    let (_, k, v) = &b.ops[order[i]];
-                    match v {
-                        Some(v) => bucket.put_bytes(k.clone(), v.clone()).map_err(engine_err)?,
-                        None => {
-                            bucket.delete(k).map_err(engine_err)?;
-                        }
-                    }
-                    i += 1;
+            let batch = Arc::new(std::mem::take(&mut g.pending));
+            g.committing = Some(batch.clone());
+            batch
+        };
+        let db = self.db();
+        let bufs = self.buf.clone();
+        let h = std::thread::Builder::new()
+            .name("backend-commit".into())
+            .spawn(move || {
+                let res = write_batch(&db, &batch, &meta);
+                if res.is_ok() {
+                    bufs.write().committing = None;
                 }
-            }
-            if !meta.is_empty() {
-                let mut bucket = tx.bucket_mut(META).map_err(engine_err)?;
-                for (k, v) in meta {
-                    bucket.put(k, v).map_err(engine_err)?;
-                }
-            }
-            tx.commit().map_err(engine_err)?;
-        }
-        let mut b = self.buf.write();
-        b.ops.clear();
-        b.keys.clear();
+                res
+            })
+            .map_err(|e| Error::Internal(format!("spawn committer: {e}")))?;
+        *self.committer.lock() = Some(h);
         Ok(())
+    }
+
+    /// Waits for the commit in flight, if any.
+    pub(crate) fn wait_committed(&self) -> Result<()> {
+        let h = self.committer.lock().take();
+        match h {
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::Internal("backend committer panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Commits the staged batch plus `meta` and waits until it is durable. Apply loop only.
+    pub(crate) fn commit(&self, meta: &[(&'static [u8], Vec<u8>)]) -> Result<()> {
+        self.commit_async(meta.to_vec())?;
+        self.wait_committed()
     }
 
     /// A read transaction on the committed state (the staged batch is not in it).
@@ -181,8 +214,8 @@ impl Backend {
         let mut rtx: Option<ReadTx> = None;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            if let Some(v) = b.keys.get(k.as_slice()) {
-                out.push(v.clone());
+            if let Some(v) = b.lookup(k) {
+                out.push(v);
                 continue;
             }
             if rtx.is_none() {
@@ -222,19 +255,39 @@ impl Backend {
 
     /// Staged `key`-bucket keys (for compaction, which must also drop staged revisions).
     pub(crate) fn staged_keys(&self) -> Vec<Bytes> {
-        self.buf
-            .read()
+        let g = self.buf.read();
+        let mut out: Vec<Bytes> = g
+            .pending
             .keys
             .iter()
             .filter(|(_, v)| v.is_some())
             .map(|(k, _)| k.clone())
-            .collect()
+            .collect();
+        if let Some(c) = &g.committing {
+            out.extend(
+                c.keys
+                    .iter()
+                    .filter(|(k, v)| v.is_some() && !g.pending.keys.contains_key(*k))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        out
     }
 
     /// Size as etcd reports it (bbolt's `tx.Size()`): pages up to the high-water mark.
     pub(crate) fn size(&self) -> u64 {
         let st = self.db().stats();
         st.high_water * st.page_size as u64
+    }
+
+    /// [`size`](Self::size) plus the bytes staged but not yet committed (so the quota
+    /// sees writes of the batch in flight).
+    pub(crate) fn size_with_staged(&self) -> u64 {
+        let staged = {
+            let g = self.buf.read();
+            g.pending.bytes + g.committing.as_ref().map_or(0, |c| c.bytes)
+        };
+        self.size() + staged
     }
 
     /// Bytes of pages in use.
@@ -245,6 +298,7 @@ impl Backend {
     /// Rewrites the file compactly and swaps it in. The staged batch must have been
     /// committed (apply loop only, so nothing is staged meanwhile).
     pub(crate) fn defragment(&self) -> Result<()> {
+        self.wait_committed()?;
         let mut guard = self.db.write();
         let tmp = self.path.with_extension("defrag.tmp");
         let _ = std::fs::remove_file(&tmp);
@@ -268,4 +322,34 @@ fn open_db(path: &Path) -> Result<Db> {
         ..Options::default()
     };
     Db::open(path, opts).map_err(engine_err)
+}
+
+/// Writes one batch in one engine transaction (committer thread).
+fn write_batch(db: &Db, b: &Buffer, meta: &[(&'static [u8], Vec<u8>)]) -> Result<()> {
+    let mut tx = db.begin_write().map_err(engine_err)?;
+    // Group by bucket, keeping each bucket's order.
+    let mut order: Vec<usize> = (0..b.ops.len()).collect();
+    order.sort_by_key(|&i| b.ops[i].0);
+    let mut i = 0;
+    while i < order.len() {
+        let name = b.ops[order[i]].0;
+        let mut bucket = tx.bucket_mut(name).map_err(engine_err)?;
+        while i < order.len() && b.ops[order[i]].0 == name {
+            let (_, k, v) = &b.ops[order[i]];
+            match v {
+                Some(v) => bucket.put_bytes(k.clone(), v.clone()).map_err(engine_err)?,
+                None => {
+                    bucket.delete(k).map_err(engine_err)?;
+                }
+            }
+            i += 1;
+        }
+    }
+    if !meta.is_empty() {
+        let mut bucket = tx.bucket_mut(META).map_err(engine_err)?;
+        for (k, v) in meta {
+            bucket.put(k, v).map_err(engine_err)?;
+        }
+    }
+    tx.commit().map_err(engine_err)
 }

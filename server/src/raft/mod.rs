@@ -370,16 +370,21 @@ impl Loop {
         }
     }
 
+    /// Commits the backend batch when it is due (in the background), or now and durably
+    /// when `force`.
     fn maybe_commit(&mut self, force: bool) -> Result<()> {
         let be = &self.core.store.backend;
         let pending = be.pending();
-        if pending == 0 && self.committed_ci == self.applied_index {
-            return Ok(());
-        }
-        if force || pending >= BATCH_LIMIT || self.last_commit.elapsed() >= BATCH_INTERVAL {
-            be.commit(&meta(self.applied_index, self.applied_term))?;
+        let dirty = pending > 0 || self.committed_ci != self.applied_index;
+        if dirty
+            && (force || pending >= BATCH_LIMIT || self.last_commit.elapsed() >= BATCH_INTERVAL)
+        {
+            be.commit_async(meta(self.applied_index, self.applied_term))?;
             self.committed_ci = self.applied_index;
             self.last_commit = Instant::now();
+        }
+        if force {
+            be.wait_committed()?;
         }
         Ok(())
     }
