@@ -95,13 +95,10 @@ fn in_range(k: &[u8], key: &[u8], end: &[u8]) -> bool {
     }
 }
 
-async fn writer(
-    mut c: Client,
-    seed: u64,
-    ops: usize,
-    log: Arc<Mutex<Vec<(i64, Vec<Change>)>>>,
-    compacted: Arc<AtomicI64>,
-) {
+/// Every changing write: its revision and its changes in order.
+type WriteLog = Arc<Mutex<Vec<(i64, Vec<Change>)>>>;
+
+async fn writer(mut c: Client, seed: u64, ops: usize, log: WriteLog, compacted: Arc<AtomicI64>) {
     let mut rng = Rng(seed);
     for n in 0..ops {
         let choice = rng.below(100);
@@ -162,13 +159,13 @@ async fn writer(
         } else {
             let cur = c.get("x", None).await.unwrap().header().unwrap().revision();
             let target = cur - rng.below(40) as i64;
-            if target > compacted.load(Ordering::Acquire) && target > 1 {
-                if c.compact(target, Some(CompactionOptions::new()))
+            if target > compacted.load(Ordering::Acquire)
+                && target > 1
+                && c.compact(target, Some(CompactionOptions::new()))
                     .await
                     .is_ok()
-                {
-                    compacted.fetch_max(target, Ordering::AcqRel);
-                }
+            {
+                compacted.fetch_max(target, Ordering::AcqRel);
             }
         }
     }
