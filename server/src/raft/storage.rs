@@ -30,7 +30,17 @@ pub(super) fn open(opts: &RaftOptions, id: u64, rec: &Recovered) -> Result<Boot>
         .map_err(|e| Error::Internal(format!("create {}: {e}", opts.wal_dir.display())))?;
     std::fs::create_dir_all(&opts.snap_dir)
         .map_err(|e| Error::Internal(format!("create {}: {e}", opts.snap_dir.display())))?;
-    let (wal, replay) = Wal::open(&opts.wal_dir, cairn_wal::Options::default()).map_err(wal_err)?;
+    // CAIRN_WAL_BACKEND=pwritev|io_uring forces the WAL's disk backend (default: auto).
+    let backend = match std::env::var("CAIRN_WAL_BACKEND").as_deref() {
+        Ok("pwritev") => cairn_wal::BackendChoice::Pwritev,
+        Ok("io_uring") => cairn_wal::BackendChoice::IoUring,
+        _ => cairn_wal::BackendChoice::Auto,
+    };
+    let wal_opts = cairn_wal::Options {
+        backend,
+        ..Default::default()
+    };
+    let (wal, replay) = Wal::open(&opts.wal_dir, wal_opts).map_err(wal_err)?;
     tracing::info!(backend = ?wal.backend(), "WAL opened");
     let ci = rec.consistent_index;
     let (mut snap_index, mut snap_term) = replay
