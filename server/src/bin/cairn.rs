@@ -131,6 +131,8 @@ fn options_from_config(cfg: &Config) -> Result<ServerOptions, String> {
             C::Revision(n) => AutoCompaction::Revision(n),
         },
         auto_compaction_check_interval: Duration::from_secs(300),
+        watch_progress_notify_interval: cfg.watch_progress_notify_interval,
+        lease_checkpoint_interval: cfg.lease_checkpoint_interval,
         ..ServerOptions::default()
     })
 }

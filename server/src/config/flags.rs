@@ -86,6 +86,9 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
     yes("log-level", Str),
     yes("enable-v2", Bool),
     yes("config-file", Str),
+    yes("experimental-watch-progress-notify-interval", Duration),
+    yes("watch-progress-notify-interval", Duration),
+    yes("experimental-lease-checkpoint-interval", Duration),
     yes("version", Bool),
     // --- member, not supported yet ------------------------------------------------------
     no("wal-dir", Str, &[""]),
@@ -229,12 +232,6 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         &["false"],
     ),
     no("peer-skip-client-san-verification", Bool, &["false"]),
-    no(
-        "experimental-watch-progress-notify-interval",
-        Duration,
-        &["10m"],
-    ),
-    no("watch-progress-notify-interval", Duration, &["10m"]),
     no("experimental-warning-apply-duration", Duration, &["100ms"]),
     no("warning-apply-duration", Duration, &["100ms"]),
     no(
@@ -349,6 +346,7 @@ mod tests {
             proxy-refresh-interval proxy-dial-timeout proxy-write-timeout proxy-read-timeout \
             experimental-initial-corrupt-check experimental-corrupt-check-time \
             experimental-enable-v2v3 experimental-enable-lease-checkpoint \
+            experimental-lease-checkpoint-interval watch-progress-notify-interval \
             experimental-compaction-batch-limit experimental-peer-skip-client-san-verification \
             experimental-watch-progress-notify-interval experimental-warning-apply-duration \
             experimental-txn-mode-write-with-shared-buffer \

@@ -41,6 +41,12 @@ pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 pub const MAX_SUGGESTED_QUOTA_BACKEND_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1_572_864;
 pub const DEFAULT_MAX_TXN_OPS: u64 = 128;
+/// etcd's default `--experimental-watch-progress-notify-interval`.
+pub const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
+/// The shortest progress notification period etcd accepts (shorter values are raised to it).
+pub const MIN_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_millis(100);
+/// etcd's default `--experimental-lease-checkpoint-interval`.
+pub const DEFAULT_LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
 /// etcd's upper bound for `--election-timeout`.
 pub const MAX_ELECTION_MS: u64 = 50_000;
 
@@ -125,6 +131,14 @@ pub struct Config {
     pub log_level: LogLevel,
     /// `--enable-v2`: accepted; v2 requests are answered "not supported".
     pub enable_v2: bool,
+    /// `--experimental-watch-progress-notify-interval` (3.5) or
+    /// `--watch-progress-notify-interval` (3.6): period of the progress notifications sent to
+    /// watchers that asked for them. etcd's default is 10 minutes; a zero or negative value
+    /// keeps the default and a value below 100ms is raised to 100ms, as etcd does.
+    pub watch_progress_notify_interval: Duration,
+    /// `--experimental-lease-checkpoint-interval`: how often the leader records the remaining
+    /// TTLs of leases (etcd's default, also used for 0: 5 minutes).
+    pub lease_checkpoint_interval: Duration,
 }
 
 impl Default for Config {
@@ -151,6 +165,8 @@ impl Default for Config {
             auto_compaction: AutoCompaction::Off,
             log_level: LogLevel::Info,
             enable_v2: false,
+            watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
+            lease_checkpoint_interval: DEFAULT_LEASE_CHECKPOINT_INTERVAL,
         }
     }
 }
@@ -729,6 +745,7 @@ fn build(
             );
         }
     }
+    watch_and_lease(&mut c, get, warnings)?;
 
     // embed.Config.Validate
     for u in c.listen_client_urls.iter().chain(&c.listen_peer_urls) {
@@ -827,6 +844,65 @@ fn auto_compaction(
     } else {
         AutoCompaction::Periodic(Duration::from_nanos(d as u64))
     })
+}
+
+/// The watch progress and lease checkpoint periods, with etcd's adjustments.
+fn watch_and_lease<'a>(
+    c: &mut Config,
+    get: impl Fn(&str) -> Option<&'a Raw>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let duration = |r: &Raw| {
+        let v = r.value.trim();
+        if v.is_empty() {
+            return Ok(0);
+        }
+        values::parse_go_duration(v).map_err(|e| invalid_value(r.name, &r.value, r.source, &e))
+    };
+    let progress = match (
+        get("experimental-watch-progress-notify-interval"),
+        get("watch-progress-notify-interval"),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                "cannot set --experimental-watch-progress-notify-interval and \
+                 --watch-progress-notify-interval at the same time, please use \
+                 --watch-progress-notify-interval only",
+            ))
+        }
+        (Some(r), None) | (None, Some(r)) => Some((r, duration(r)?)),
+        (None, None) => None,
+    };
+    if let Some((r, nanos)) = progress {
+        if nanos > 0 {
+            let d = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+            if d < MIN_WATCH_PROGRESS_NOTIFY_INTERVAL {
+                warnings.push(format!(
+                    "--{} {:?} is below the minimum; using {:?}",
+                    r.name, r.value, MIN_WATCH_PROGRESS_NOTIFY_INTERVAL
+                ));
+                c.watch_progress_notify_interval = MIN_WATCH_PROGRESS_NOTIFY_INTERVAL;
+            } else {
+                c.watch_progress_notify_interval = d;
+            }
+        }
+    }
+    if let Some(r) = get("experimental-lease-checkpoint-interval") {
+        let nanos = duration(r)?;
+        if nanos < 0 {
+            return Err(invalid_value(
+                r.name,
+                &r.value,
+                r.source,
+                "must not be negative",
+            ));
+        }
+        if nanos > 0 {
+            c.lease_checkpoint_interval =
+                Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        }
+    }
+    Ok(())
 }
 
 /// What `cairn --version` prints: etcd's line layout with Cairn's facts.

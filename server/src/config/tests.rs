@@ -668,3 +668,69 @@ fn bootstrap_verification() {
         .message()
         .contains("duplicate url"));
 }
+
+#[test]
+fn watch_progress_and_lease_checkpoint_intervals() {
+    let d = Config::default();
+    assert_eq!(d.watch_progress_notify_interval, Duration::from_secs(600));
+    assert_eq!(d.lease_checkpoint_interval, Duration::from_secs(300));
+    // kubeadm's spelling (3.5 name), and the 3.6 name.
+    let c = config(&["--experimental-watch-progress-notify-interval=5s"], &[]);
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(5));
+    let c = config(&["--watch-progress-notify-interval", "1m30s"], &[]);
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(90));
+    let c = config(
+        &[],
+        &[("ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", "250ms")],
+    );
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_millis(250));
+    // Below etcd's 100ms minimum: raised, with a warning.
+    let p = run_with(&["--watch-progress-notify-interval=10ms"], &[]).unwrap();
+    let Invocation::Run(c) = p.invocation else {
+        panic!("expected a run")
+    };
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_millis(100));
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("--watch-progress-notify-interval")),
+        "{:?}",
+        p.warnings
+    );
+    // Zero keeps etcd's default.
+    let c = config(&["--experimental-watch-progress-notify-interval=0"], &[]);
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(600));
+    // Both names at once are refused.
+    let e = error(
+        &[
+            "--experimental-watch-progress-notify-interval=5s",
+            "--watch-progress-notify-interval=5s",
+        ],
+        &[],
+    );
+    assert!(e.message().contains("at the same time"), "{e}");
+    // Go duration syntax is required.
+    let e = error(&["--watch-progress-notify-interval=5"], &[]);
+    assert!(
+        e.message()
+            .starts_with("invalid value \"5\" for flag -watch-progress-notify-interval"),
+        "{e}"
+    );
+
+    let c = config(&["--experimental-lease-checkpoint-interval=10m"], &[]);
+    assert_eq!(c.lease_checkpoint_interval, Duration::from_secs(600));
+    let c = config(&["--experimental-lease-checkpoint-interval=0s"], &[]);
+    assert_eq!(c.lease_checkpoint_interval, Duration::from_secs(300));
+    let e = error(&["--experimental-lease-checkpoint-interval=-1s"], &[]);
+    assert!(
+        e.message()
+            .contains("-experimental-lease-checkpoint-interval"),
+        "{e}"
+    );
+    let e = error(&["--experimental-lease-checkpoint-interval=soon"], &[]);
+    assert!(
+        e.message()
+            .contains("-experimental-lease-checkpoint-interval"),
+        "{e}"
+    );
+}
