@@ -197,10 +197,8 @@ pub(crate) fn put_cost(op: &request_op::Request) -> usize {
 
 /// etcd's checkRequestPut against the state before the request.
 fn precheck_put(t: &WriteTxn<'_>, p: &PutRequest) -> Result<()> {
-    if p.ignore_value || p.ignore_lease {
-        if t.get(&p.key)?.is_none() {
-            return Err(Error::KeyNotFound);
-        }
+    if (p.ignore_value || p.ignore_lease) && t.get(&p.key)?.is_none() {
+        return Err(Error::KeyNotFound);
     }
     if p.lease != 0 && !t.lease_exists(p.lease) {
         return Err(Error::LeaseNotFound);

@@ -232,9 +232,9 @@ impl Loop {
     ) {
         match m {
             Msg::Propose { id, data } => {
-                if self.node.raft.state != StateRole::Leader {
-                    self.core.complete(id, Err(Error::NoLeader));
-                } else if self.node.propose(Vec::new(), data).is_err() {
+                if self.node.raft.state != StateRole::Leader
+                    || self.node.propose(Vec::new(), data).is_err()
+                {
                     self.core.complete(id, Err(Error::NoLeader));
                 }
             }

@@ -117,9 +117,11 @@ pub(super) fn open(opts: &RaftOptions, id: u64, rec: &Recovered) -> Result<Boot>
 }
 
 fn from_wal(e: &cairn_wal::Entry) -> Entry {
-    let mut out = Entry::default();
-    out.index = e.index;
-    out.term = e.term;
+    let mut out = Entry {
+        index: e.index,
+        term: e.term,
+        ..Default::default()
+    };
     out.set_entry_type(match e.kind {
         1 => EntryType::EntryConfChange,
         2 => EntryType::EntryConfChangeV2,
