@@ -11,8 +11,11 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::sync::OnceLock;
+use std::process::Stdio;
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 use support::{etcdctl, http_get, Ctl, Impl, Member};
@@ -29,6 +32,15 @@ enum Step {
     },
     Http {
         path: String,
+    },
+    /// `etcdctl watch`, which never exits on its own: stopped once `lines` lines of standard
+    /// output arrived (plus a short grace for extra ones), when it exits, or at a deadline.
+    /// Standard input stays open meanwhile (`watch -i` exits at end of input).
+    Watch {
+        line: String,
+        args: Vec<String>,
+        stdin: String,
+        lines: usize,
     },
 }
 
@@ -77,6 +89,13 @@ fn script() -> Vec<Step> {
             });
             continue;
         }
+        let (line, watch_lines) = match line.strip_prefix("!watch ") {
+            Some(rest) => {
+                let (n, cmd) = rest.split_once(' ').expect("!watch N COMMAND");
+                (cmd, Some(n.parse::<usize>().expect("!watch line count")))
+            }
+            None => (line, None),
+        };
         let (line, needs_351) = match line.strip_prefix("@3.5 ") {
             Some(rest) => (rest, true),
             None => (line, false),
@@ -95,12 +114,20 @@ fn script() -> Vec<Step> {
             }
             None => (line, String::new()),
         };
-        steps.push(Step::Ctl {
-            line: cmd.to_string(),
-            args: split_args(cmd),
-            stdin,
-            needs_351,
-        });
+        match watch_lines {
+            Some(lines) => steps.push(Step::Watch {
+                line: cmd.to_string(),
+                args: split_args(cmd),
+                stdin,
+                lines,
+            }),
+            None => steps.push(Step::Ctl {
+                line: cmd.to_string(),
+                args: split_args(cmd),
+                stdin,
+                needs_351,
+            }),
+        }
     }
     steps
 }
@@ -183,6 +210,12 @@ const MASKS: &[(&str, &str, &str)] = &[
         r#""totalKey":<file>"#,
         "snapshot status key count (all buckets)",
     ),
+    // A lease's remaining TTL counts down in whole seconds while the script runs.
+    (
+        r"remaining\(\d+s\)",
+        "remaining(<ttl>)",
+        "lease remaining TTL (simple)",
+    ),
     // Durations measured by etcdctl.
     (
         r"took = [0-9.]+[a-zµ]+",
@@ -236,6 +269,19 @@ fn strip_logs(stderr: &str) -> String {
         .collect()
 }
 
+/// etcd lists a lease's attached keys in Go map order (random): sorted here for both sides.
+fn sort_attached_keys(line: &str) -> String {
+    let Some((head, rest)) = line.split_once("attached keys([") else {
+        return line.to_string();
+    };
+    let Some((keys, tail)) = rest.split_once("])") else {
+        return line.to_string();
+    };
+    let mut k: Vec<&str> = keys.split(' ').collect();
+    k.sort_unstable();
+    format!("{head}attached keys([{}]){tail}", k.join(" "))
+}
+
 fn mask(text: &str, m: &Member, dir: &Path) -> String {
     let t = text
         .replace(&dir.display().to_string(), "{dir}")
@@ -244,6 +290,7 @@ fn mask(text: &str, m: &Member, dir: &Path) -> String {
     let mut t: String = t
         .lines()
         .map(normalise_table_line)
+        .map(|l| sort_attached_keys(&l))
         .map(|l| l + "\n")
         .collect();
     for (re, to) in masks() {
@@ -260,6 +307,13 @@ fn transcript(server: Impl, ctl: Ctl) -> String {
     let member = Member::start(server, "golden", &tmp.path().join("data"), &[]);
     let ep = member.client_addr();
     let mut out = String::new();
+    // `{lease}`: the id the last `lease grant` printed (etcd chooses it).
+    let mut lease = String::from("0");
+    let grant = Regex::new(r"^lease ([0-9a-f]+) granted with TTL").unwrap();
+    let subst = |a: &String, lease: &str| {
+        a.replace("{dir}", &work.display().to_string())
+            .replace("{lease}", lease)
+    };
     for step in script() {
         match step {
             Step::Ctl {
@@ -268,12 +322,12 @@ fn transcript(server: Impl, ctl: Ctl) -> String {
             Step::Ctl {
                 line, args, stdin, ..
             } => {
-                let args: Vec<String> = args
-                    .iter()
-                    .map(|a| a.replace("{dir}", &work.display().to_string()))
-                    .collect();
+                let args: Vec<String> = args.iter().map(|a| subst(a, &lease)).collect();
                 let argv: Vec<&str> = args.iter().map(String::as_str).collect();
                 let o = etcdctl(ctl, &ep, &argv, stdin.as_bytes());
+                if let Some(c) = grant.captures(&o.stdout) {
+                    lease = c[1].to_string();
+                }
                 out.push_str(&format!("$ etcdctl {line}\n"));
                 if !stdin.is_empty() {
                     for l in stdin.lines() {
@@ -281,6 +335,42 @@ fn transcript(server: Impl, ctl: Ctl) -> String {
                     }
                 }
                 out.push_str(&format!("[exit {:?}]\n", o.code));
+                out.push_str(&mask(&o.stdout, &member, &work));
+                let err = strip_logs(&o.stderr);
+                if !err.is_empty() {
+                    out.push_str("--- stderr\n");
+                    out.push_str(&mask(&err, &member, &work));
+                }
+            }
+            Step::Watch {
+                line,
+                args,
+                stdin,
+                lines,
+            } => {
+                let args: Vec<String> = args.iter().map(|a| subst(a, &lease)).collect();
+                let stdin = subst(&stdin, &lease);
+                let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                let o = bounded_watch(ctl, &ep, &argv, stdin.as_bytes(), lines);
+                // A watch stopped before printing what the script expects would compare
+                // equal on two silent servers: refuse it.
+                let printed = o.stdout.lines().count();
+                assert!(
+                    printed >= lines || matches!(o.code, WatchEnd::Exited(_)),
+                    "{}: `etcdctl {line}` printed {printed} of {lines} lines within {:?}:\n{}{}",
+                    server.label(),
+                    WATCH_DEADLINE,
+                    o.stdout,
+                    o.stderr
+                );
+                out.push_str(&format!("$ etcdctl {line}   (until {lines} lines)\n"));
+                for l in stdin.lines() {
+                    out.push_str(&format!("< {l}\n"));
+                }
+                match o.code {
+                    WatchEnd::Exited(code) => out.push_str(&format!("[exit {code:?}]\n")),
+                    WatchEnd::Stopped => out.push_str("[stopped]\n"),
+                }
                 out.push_str(&mask(&o.stdout, &member, &work));
                 let err = strip_logs(&o.stderr);
                 if !err.is_empty() {
@@ -303,6 +393,116 @@ fn transcript(server: Impl, ctl: Ctl) -> String {
     }
     drop(member);
     out
+}
+
+/// How a bounded watch ended.
+enum WatchEnd {
+    /// etcdctl exited by itself (e.g. the watch was cancelled by the server).
+    Exited(Option<i32>),
+    /// The harness stopped it.
+    Stopped,
+}
+
+struct WatchOutput {
+    code: WatchEnd,
+    stdout: String,
+    stderr: String,
+}
+
+/// Longest a watch step may run.
+const WATCH_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a watch keeps running after the expected lines, to catch extra output.
+const WATCH_GRACE: Duration = Duration::from_millis(300);
+
+/// Runs `etcdctl watch ...` (which never ends on its own) until `lines` lines of output
+/// arrived and then [`WATCH_GRACE`] more, until it exits, or until [`WATCH_DEADLINE`].
+fn bounded_watch(ctl: Ctl, ep: &str, args: &[&str], stdin: &[u8], lines: usize) -> WatchOutput {
+    let mut c = support::clean_command(&support::etcdctl_bin(ctl));
+    c.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={ep}"))
+        .arg("--dial-timeout=5s")
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("spawn {c:?}: {e}"));
+    // Kept open until the end: `watch -i` stops at end of input.
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin).expect("write watch input");
+    input.flush().expect("flush watch input");
+    let out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            match l {
+                Ok(l) => {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut until = start + WATCH_DEADLINE;
+    let mut exited = false;
+    loop {
+        let now = Instant::now();
+        if now >= until {
+            break;
+        }
+        match rx.recv_timeout(until - now) {
+            Ok(l) => {
+                got.push(l);
+                if got.len() == lines {
+                    until = Instant::now() + WATCH_GRACE;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                exited = true;
+                break;
+            }
+        }
+    }
+    let code = if exited {
+        // Standard output closed: the process is ending by itself.
+        let deadline = Instant::now() + WATCH_DEADLINE;
+        loop {
+            match child.try_wait().expect("wait") {
+                Some(st) => break WatchEnd::Exited(st.code()),
+                None if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break WatchEnd::Stopped;
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    } else {
+        let _ = child.kill();
+        let _ = child.wait();
+        WatchEnd::Stopped
+    };
+    drop(input);
+    let _ = reader.join();
+    // Lines that arrived between the last receive and the kill count too.
+    got.extend(rx.try_iter());
+    let stderr = err_reader.join().unwrap_or_default();
+    WatchOutput {
+        code,
+        stdout: got.iter().map(|l| format!("{l}\n")).collect(),
+        stderr,
+    }
 }
 
 fn compare(label: &str, reference: (&str, &str), candidate: (&str, &str)) {
@@ -382,6 +582,13 @@ fn masks_hide_only_what_they_document() {
     assert_eq!(
         apply(r#"{"hash":12,"revision":3,"totalKey":7,"totalSize":20480}"#),
         r#"{"hash":<file>,"revision":3,"totalKey":<file>,"totalSize":<size>}"#
+    );
+    // A lease's remaining TTL is hidden, its granted TTL is not; attached keys are sorted.
+    assert_eq!(
+        sort_attached_keys(&apply(
+            "lease 1 granted with TTL(600s), remaining(598s), attached keys([b c a])"
+        )),
+        "lease 1 granted with TTL(600s), remaining(<ttl>), attached keys([a b c])"
     );
     // endpoint hashkv's hash is compared as it is (same algorithm as etcd).
     assert_eq!(
