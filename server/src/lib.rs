@@ -26,7 +26,7 @@ mod core;
 pub mod error;
 pub mod http;
 mod lease;
-mod membership;
+pub mod membership;
 mod mvcc;
 pub mod pb;
 mod raft;

@@ -17,7 +17,7 @@ pub(crate) struct MemberInfo {
 
 /// etcd's computeMemberID without a time: the first 8 bytes (big-endian) of the SHA-1 of
 /// the sorted peer URLs joined together, followed by the cluster token.
-pub(crate) fn member_id(peer_urls: &[String], token: &str) -> u64 {
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
     let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
     urls.sort_unstable();
     let mut h = Sha1::new();
@@ -30,7 +30,7 @@ pub(crate) fn member_id(peer_urls: &[String], token: &str) -> u64 {
 }
 
 /// etcd's genID: the first 8 bytes of the SHA-1 of the sorted member ids (big-endian).
-pub(crate) fn cluster_id(member_ids: &[u64]) -> u64 {
+pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut ids = member_ids.to_vec();
     ids.sort_unstable();
     let mut h = Sha1::new();

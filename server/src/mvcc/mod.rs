@@ -2,7 +2,6 @@
 //! revision store (index + backend), and etcd's hashes.
 
 pub(crate) mod backend;
-pub(crate) mod crc32c;
 pub(crate) mod revkey;
 pub(crate) mod store;
 

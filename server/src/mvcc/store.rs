@@ -17,7 +17,6 @@ use super::backend::{
     Backend, KEY, META, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
     META_TERM,
 };
-use super::crc32c::Crc32c;
 use super::revkey;
 use crate::error::{Error, Result};
 use crate::pb::etcdserverpb::{range_request, RangeRequest, RangeResponse};
@@ -390,8 +389,8 @@ impl Store {
         }
         let rev = if rev <= 0 { cur } else { rev };
         let keep: HashSet<Revision> = self.index.keep(rev);
-        let mut h = Crc32c::new();
-        h.write(KEY);
+        let mut h = 0u32;
+        h = crc32c::crc32c_append(h, KEY);
         let tx = self.backend.read_tx()?;
         if let Some(b) = tx.bucket(KEY) {
             let mut c = b.cursor();
@@ -403,37 +402,37 @@ impl Store {
                     }
                     let below_compact = r.main < compact + 1;
                     if !(below_compact && !keep.is_empty() && !keep.contains(&r)) {
-                        h.write(k);
-                        h.write(v);
+                        h = crc32c::crc32c_append(h, k);
+                        h = crc32c::crc32c_append(h, v);
                     }
                 }
                 item = c.next();
             }
         }
-        Ok((h.sum(), compact, rev))
+        Ok((h, compact, rev))
     }
 
     /// etcd's backend Hash: CRC-32C over every bucket name, key and value (committed
     /// state), skipping the meta keys that differ between members.
     pub(crate) fn hash(&self) -> Result<u32> {
-        let mut h = Crc32c::new();
+        let mut h = 0u32;
         let tx = self.backend.read_tx()?;
         for name in super::backend::BUCKETS {
             let Some(b) = tx.bucket(name) else { continue };
-            h.write(name);
+            h = crc32c::crc32c_append(h, name);
             let mut c = b.cursor();
             let mut item = c.first();
             while let Some((k, v)) = item {
                 let ignored = name == META
                     && (k == META_CONSISTENT_INDEX || k == META_TERM || k == b"storageVersion");
                 if !ignored {
-                    h.write(k);
-                    h.write(v);
+                    h = crc32c::crc32c_append(h, k);
+                    h = crc32c::crc32c_append(h, v);
                 }
                 item = c.next();
             }
         }
-        Ok(h.sum())
+        Ok(h)
     }
 }
 

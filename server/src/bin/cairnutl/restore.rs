@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use cairn_engine::{Db, Options};
 use cairn_server::config::{self, Invocation};
-use sha1::{Digest as _, Sha1};
+use cairn_server::membership::member_id;
+use sha2::Digest as _;
 use sha2::Sha256;
 
 const SHA256_LEN: u64 = 32;
@@ -58,20 +59,6 @@ impl NewMember {
         v.push('}');
         v
     }
-}
-
-/// etcd's member id for a new cluster: the first 8 bytes (big-endian) of the SHA-1 of the
-/// sorted peer URLs followed by the cluster token.
-pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
-    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
-    urls.sort_unstable();
-    let mut h = Sha1::new();
-    for u in urls {
-        h.update(u.as_bytes());
-    }
-    h.update(token.as_bytes());
-    let d = h.finalize();
-    u64::from_be_bytes(d[..8].try_into().expect("sha1 is 20 bytes"))
 }
 
 /// The restored members, in `--initial-cluster` order of first appearance, after etcd's

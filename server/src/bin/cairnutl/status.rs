@@ -15,34 +15,6 @@ pub struct SnapshotStatus {
     pub total_size: u64,
 }
 
-const POLY: u32 = 0x82F6_3B78; // reflected Castagnoli
-
-const fn crc_table() -> [u32; 256] {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut j = 0;
-        while j < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-            j += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-}
-
-static TABLE: [u32; 256] = crc_table();
-
-fn crc_update(crc: u32, data: &[u8]) -> u32 {
-    let mut c = !crc;
-    for &b in data {
-        c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
-}
-
 /// Reads a backend file (a snapshot without its SHA-256 trailer, or a member's `db`).
 /// The file is opened read-only.
 pub fn status(path: &Path) -> Result<SnapshotStatus, String> {
@@ -83,16 +55,16 @@ pub fn status(path: &Path) -> Result<SnapshotStatus, String> {
                 String::from_utf8_lossy(&name)
             )
         })?;
-        st.hash = crc_update(st.hash, &name);
+        st.hash = crc32c::crc32c_append(st.hash, &name);
         let is_key = name == b"key";
         let mut c = b.cursor();
         let mut next = c.first();
         while let Some((k, v)) = next {
-            st.hash = crc_update(st.hash, k);
+            st.hash = crc32c::crc32c_append(st.hash, k);
             // A nested bucket's entry has no value for bbolt's ForEach (etcd has none, but
             // a generic bbolt file may): `get` tells them apart.
             if b.get(k).is_some() {
-                st.hash = crc_update(st.hash, v);
+                st.hash = crc32c::crc32c_append(st.hash, v);
             }
             if is_key && k.len() >= 8 {
                 st.revision = i64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
