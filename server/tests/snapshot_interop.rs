@@ -439,6 +439,10 @@ fn offline_defrag_keeps_the_data_and_etcdutl_agrees() {
                 .await
                 .unwrap();
         }
+        // Hash commits the backend (as etcd's does), so the junk is in the file before it is
+        // deleted: otherwise puts, deletes and compaction can all fall into one backend batch
+        // and leave nothing to reclaim.
+        c.hash().await.unwrap();
         c.delete(
             "junk",
             Some(etcd_client::DeleteOptions::new().with_prefix()),
