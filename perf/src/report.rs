@@ -167,31 +167,26 @@ impl Recorder {
         }
         let (lo, hi) = (self.min_ns, self.max_ns);
         let step = (hi - lo) as f64 / 10.0;
+        // Bucket i holds the latencies above mark i-1 and up to mark i. Histogram cells can
+        // straddle a mark, so counting each bucket on its own would count a cell twice;
+        // differencing one cumulative count (monotone in the mark, and ending at the exact
+        // total) makes the buckets add up by construction.
+        let cumulative = |mark: u64| self.hist.count_between(0, mark).min(self.count);
         let mut out = Vec::with_capacity(11);
-        let mut prev: Option<u64> = None;
+        let mut below = 0u64;
         for i in 0..=10 {
             let mark = if i == 10 {
                 hi
             } else {
                 lo + (step * i as f64) as u64
             };
-            let n = match prev {
-                None => self.hist.count_between(0, mark),
-                Some(p) if mark > p => self.hist.count_between(p + 1, mark),
-                Some(_) => 0,
+            let upto = if i == 10 {
+                self.count
+            } else {
+                cumulative(mark).max(below)
             };
-            // Bucket edges fall inside histogram cells, so the count of the last
-            // bucket is the remainder: the total always adds up.
-            out.push((mark as f64 / 1e9, n));
-            prev = Some(mark);
-        }
-        let counted: u64 = out.iter().map(|b| b.1).sum();
-        if let Some(last) = out.last_mut() {
-            if counted < self.count {
-                last.1 += self.count - counted;
-            } else if counted > self.count {
-                last.1 = last.1.saturating_sub(counted - self.count);
-            }
+            out.push((mark as f64 / 1e9, upto - below));
+            below = upto;
         }
         out
     }
@@ -406,6 +401,34 @@ mod tests {
         assert!((b[0].0 - r.fastest().unwrap().as_secs_f64()).abs() < 1e-12);
         assert!((b[10].0 - r.slowest().unwrap().as_secs_f64()).abs() < 1e-12);
         assert!(b.windows(2).all(|w| w[0].0 <= w[1].0));
+    }
+
+    #[test]
+    fn histogram_buckets_add_up_with_outliers_and_clustered_latencies() {
+        // Clustered latencies put bucket marks inside populated histogram cells, and a lone
+        // slow outlier leaves the last bucket nearly empty: the totals must still add up.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300u64 {
+            let mut r = Recorder::new();
+            let n = 50 + next() % 400;
+            let base = 200 + next() % 5_000;
+            let spread = 1 + next() % 800;
+            for _ in 0..n {
+                r.ok(Duration::from_micros(base + next() % spread));
+            }
+            for _ in 0..(round % 3) {
+                r.ok(Duration::from_micros(base * (2 + next() % 20)));
+            }
+            let b = r.buckets();
+            let total: u64 = b.iter().map(|x| x.1).sum();
+            assert_eq!(total, n + round % 3, "round {round}: {b:?}");
+        }
     }
 
     #[test]
