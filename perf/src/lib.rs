@@ -15,7 +15,7 @@ pub mod compare;
 mod conn;
 mod driver;
 pub mod procstat;
-mod proto;
+pub mod proto;
 pub mod report;
 mod svg;
 mod workloads;
