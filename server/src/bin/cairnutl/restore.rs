@@ -151,15 +151,7 @@ const META: &[u8] = b"meta";
 pub fn rewrite_backend(db_path: &Path, members: &[NewMember]) -> Result<(), String> {
     let db = Db::open(db_path, Options::default())
         .map_err(|e| format!("{} is not a usable bbolt file: {e}", db_path.display()))?;
-    let errors = db.check();
-    if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        return Err(format!(
-            "snapshot file integrity check failed. {} errors found.\n{}",
-            list.len(),
-            list.join("\n")
-        ));
-    }
+    crate::status::integrity_check(&db)?;
     let engine = |e: cairn_engine::Error| format!("{}: {e}", db_path.display());
     let mut tx = db.begin_write().map_err(engine)?;
     for bucket in [MEMBERS, MEMBERS_REMOVED] {

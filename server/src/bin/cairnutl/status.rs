@@ -15,6 +15,20 @@ pub struct SnapshotStatus {
     pub total_size: u64,
 }
 
+/// Runs the engine's consistency walk over `db`; every problem found, in etcdutl's words.
+pub fn integrity_check(db: &Db) -> Result<(), String> {
+    let errors = db.check();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    Err(format!(
+        "snapshot file integrity check failed. {} errors found.\n{}",
+        list.len(),
+        list.join("\n")
+    ))
+}
+
 /// Reads a backend file (a snapshot without its SHA-256 trailer, or a member's `db`).
 /// The file is opened read-only.
 pub fn status(path: &Path) -> Result<SnapshotStatus, String> {
@@ -29,15 +43,7 @@ pub fn status(path: &Path) -> Result<SnapshotStatus, String> {
         },
     )
     .map_err(|e| format!("{}: {e}", path.display()))?;
-    let errors = db.check();
-    if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        return Err(format!(
-            "snapshot file integrity check failed. {} errors found.\n{}",
-            list.len(),
-            list.join("\n")
-        ));
-    }
+    integrity_check(&db)?;
     let tx = db
         .begin_read()
         .map_err(|e| format!("{}: {e}", path.display()))?;
