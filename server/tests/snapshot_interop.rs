@@ -184,76 +184,80 @@ fn restore_args(name: &str, data_dir: &Path, peer: &str) -> Vec<String> {
     ]
 }
 
+/// Starts `which` as member "source" in `dir`, runs the workload and saves a snapshot to
+/// `snap`; returns the compaction revision and what the source served.
+fn snapshot_of(rt: &tokio::runtime::Runtime, which: Impl, dir: &Path, snap: &Path) -> (i64, View) {
+    let source = Member::start(which, "source", dir, &[]);
+    let (compact_at, before) = rt.block_on(async {
+        let mut c = connect(&source).await;
+        let at = workload(&mut c).await;
+        (at, view(&mut c, at).await)
+    });
+    save_snapshot(&source, snap);
+    (compact_at, before)
+}
+
+/// Restores `snap` with `tool` into `data` as member `name`, starts `which` on it, and
+/// returns the member with its peer URL.
+fn restore_and_start(
+    tool: &Path,
+    snap: &Path,
+    which: Impl,
+    name: &str,
+    data: &Path,
+) -> (Member, String) {
+    let (client_port, peer_port) = (free_port(), free_port());
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let mut cmd = clean_command(tool);
+    cmd.arg("snapshot")
+        .arg("restore")
+        .arg(snap)
+        .args(restore_args(name, data, &peer));
+    let o = run(cmd, b"", std::time::Duration::from_secs(60));
+    assert!(
+        o.success(),
+        "{} snapshot restore of {}: {o:?}",
+        tool.display(),
+        snap.display()
+    );
+    (
+        Member::start_on(which, name, data, client_port, peer_port, &[]),
+        peer,
+    )
+}
+
+/// What a restored member serves at `compact_at`, after checking that it takes writes at the
+/// next revision.
+fn view_after_restore(rt: &tokio::runtime::Runtime, m: &Member, compact_at: i64) -> View {
+    rt.block_on(async {
+        let mut c = connect(m).await;
+        let v = view(&mut c, compact_at).await;
+        write_after_restore(&mut c, v.revision).await;
+        v
+    })
+}
+
 #[test]
 fn cairn_snapshot_restores_into_etcd_and_cairn() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = rt();
-    let cairn = Member::start(Impl::Cairn, "source", &tmp.path().join("cairn"), &[]);
-    let (compact_at, before) = rt.block_on(async {
-        let mut c = connect(&cairn).await;
-        let at = workload(&mut c).await;
-        (at, view(&mut c, at).await)
-    });
     let snap = tmp.path().join("cairn.snap");
-    save_snapshot(&cairn, &snap);
-    drop(cairn);
+    let (compact_at, before) = snapshot_of(&rt, Impl::Cairn, &tmp.path().join("cairn"), &snap);
 
     let data = tmp.path().join("restored-etcd");
-    let (client_port, peer_port) = (free_port(), free_port());
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let mut cmd = clean_command(&etcdutl_bin());
-    cmd.arg("snapshot")
-        .arg("restore")
-        .arg(&snap)
-        .args(restore_args("restored", &data, &peer));
-    let o = run(cmd, b"", std::time::Duration::from_secs(60));
-    assert!(
-        o.success(),
-        "etcdutl snapshot restore of a Cairn snapshot: {o:?}"
-    );
-
-    let etcd = Member::start_on(
-        Impl::Etcd351,
-        "restored",
-        &data,
-        client_port,
-        peer_port,
-        &[],
-    );
-    let after = rt.block_on(async {
-        let mut c = connect(&etcd).await;
-        let v = view(&mut c, compact_at).await;
-        write_after_restore(&mut c, v.revision).await;
-        v
-    });
+    let (etcd, _) = restore_and_start(&etcdutl_bin(), &snap, Impl::Etcd351, "restored", &data);
     assert_eq!(
-        after, before,
+        view_after_restore(&rt, &etcd, compact_at),
+        before,
         "etcd restored from Cairn's snapshot serves different data"
     );
 
     // The same file restores into Cairn with cairnutl.
     let data = tmp.path().join("restored-cairn");
-    let (client_port, peer_port) = (free_port(), free_port());
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let mut cmd = clean_command(&cairnutl_bin());
-    cmd.arg("snapshot")
-        .arg("restore")
-        .arg(&snap)
-        .args(restore_args("again", &data, &peer));
-    let o = run(cmd, b"", std::time::Duration::from_secs(60));
-    assert!(
-        o.success(),
-        "cairnutl snapshot restore of a Cairn snapshot: {o:?}"
-    );
-    let cairn = Member::start_on(Impl::Cairn, "again", &data, client_port, peer_port, &[]);
-    let again = rt.block_on(async {
-        let mut c = connect(&cairn).await;
-        let v = view(&mut c, compact_at).await;
-        write_after_restore(&mut c, v.revision).await;
-        v
-    });
+    let (cairn, _) = restore_and_start(&cairnutl_bin(), &snap, Impl::Cairn, "again", &data);
     assert_eq!(
-        again, before,
+        view_after_restore(&rt, &cairn, compact_at),
+        before,
         "Cairn restored from its own snapshot serves different data"
     );
 }
@@ -262,35 +266,18 @@ fn cairn_snapshot_restores_into_etcd_and_cairn() {
 fn etcd_snapshot_restores_into_cairn() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = rt();
-    let etcd = Member::start(Impl::Etcd351, "source", &tmp.path().join("etcd"), &[]);
-    let (compact_at, before) = rt.block_on(async {
-        let mut c = connect(&etcd).await;
-        let at = workload(&mut c).await;
-        (at, view(&mut c, at).await)
-    });
     let snap = tmp.path().join("etcd.snap");
-    save_snapshot(&etcd, &snap);
-    drop(etcd);
+    let (compact_at, before) = snapshot_of(&rt, Impl::Etcd351, &tmp.path().join("etcd"), &snap);
 
     let data = tmp.path().join("restored-cairn");
-    let (client_port, peer_port) = (free_port(), free_port());
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let mut cmd = clean_command(&cairnutl_bin());
-    cmd.arg("snapshot")
-        .arg("restore")
-        .arg(&snap)
-        .args(restore_args("restored", &data, &peer));
-    let o = run(cmd, b"", std::time::Duration::from_secs(60));
-    assert!(
-        o.success(),
-        "cairnutl snapshot restore of an etcd snapshot: {o:?}"
+    let (cairn, peer) = restore_and_start(&cairnutl_bin(), &snap, Impl::Cairn, "restored", &data);
+    assert_eq!(
+        view_after_restore(&rt, &cairn, compact_at),
+        before,
+        "Cairn restored from etcd's snapshot serves different data"
     );
-
-    let cairn = Member::start_on(Impl::Cairn, "restored", &data, client_port, peer_port, &[]);
-    let after = rt.block_on(async {
+    rt.block_on(async {
         let mut c = connect(&cairn).await;
-        let v = view(&mut c, compact_at).await;
-        write_after_restore(&mut c, v.revision).await;
         let members = c.member_list().await.expect("member list");
         assert_eq!(members.members().len(), 1);
         assert_eq!(members.members()[0].name(), "restored");
@@ -298,12 +285,7 @@ fn etcd_snapshot_restores_into_cairn() {
             members.members()[0].peer_urls(),
             std::slice::from_ref(&peer)
         );
-        v
     });
-    assert_eq!(
-        after, before,
-        "Cairn restored from etcd's snapshot serves different data"
-    );
 
     // cairnutl snapshot status reads the restored file exactly as etcdutl does (stopped
     // member: the file is locked while a member runs).
