@@ -10,6 +10,8 @@
 //! - `mvcc`: the revision store (cairn-index + cairn-engine with etcd's bucket layout).
 //! - `membership`: member and cluster ids, derived like etcd's.
 //! - `compactor`: automatic compaction.
+//! - `transport`: raft messages and snapshots between members (Cairn's own protocol).
+//! - `snapshot`: installing a backend received from the leader; streaming ours.
 //! - `lease`: the lessor (grant, revoke, keep-alive, expiry through raft).
 //! - `watch`: the watchable store (synced and catching-up watchers, bounded stream queues).
 //! - `config`: etcd's flags, `ETCD_*` environment variables and `--config-file` YAML.
@@ -31,7 +33,9 @@ mod mvcc;
 pub mod pb;
 mod raft;
 mod server;
+mod snapshot;
 pub mod status;
+mod transport;
 mod watch;
 
 pub use error::Error;

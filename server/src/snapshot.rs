@@ -1,0 +1,1 @@
+//! Installing a backend received from the leader, and streaming ours (being written).
