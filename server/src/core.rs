@@ -145,6 +145,20 @@ impl Core {
         self.raft.leader.load(Ordering::Acquire) == self.member.id
     }
 
+    /// The current leader's id (0 = none known).
+    pub(crate) fn leader_id(&self) -> u64 {
+        self.raft.leader.load(Ordering::Acquire)
+    }
+
+    /// The client URLs the current leader advertises (empty when no leader is known or it
+    /// has not published them yet). Used to forward lease keep-alives to the leader.
+    pub(crate) fn leader_client_urls(&self) -> Vec<String> {
+        if self.is_leader() {
+            return self.member.client_urls.clone();
+        }
+        Vec::new()
+    }
+
     /// A full response header at the given revision.
     pub(crate) fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {
