@@ -4,8 +4,11 @@
 //! the servers' CPU time and peak RSS from `/proc`, and writes a Markdown report
 //! with a chart beside it.
 //!
-//! Clusters are described by a member count; today's reports are single-member
-//! (Cairn has no multi-member support yet), and the report says so.
+//! Clusters are described by a member count (`--members`). With several members,
+//! writes and watches go to the leader (found with Status before each workload),
+//! range and LIST requests rotate over every member request by request, server CPU
+//! is summed over the members, and after the matrix the leader is killed (-9) a few
+//! times under a light write load to time the failover (see `failover`).
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -18,7 +21,8 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Consistency, GlobalOpts, PutArgs, RangeArgs, TxnCasArgs, WatchLatencyArgs};
-use crate::conn::{flag_err, wait_ready, BenchError, Pool};
+use crate::conn::{self, flag_err, wait_ready, BenchError, MemberStatus, Pool};
+use crate::failover;
 use crate::procstat;
 use crate::report::Summary;
 use crate::svg;
@@ -35,18 +39,23 @@ pub struct CompareArgs {
     /// Do not build `cairn`; use the binary already in the target directory
     #[arg(long = "no-build")]
     pub no_build: bool,
-    /// Members per cluster (single member for now; 3 needs Cairn's cluster support)
+    /// Members per cluster. With more than one, writes go to the leader (found
+    /// with Status), reads rotate over all members, and the leader failover is measured
     #[arg(long, default_value_t = 1)]
     pub members: usize,
+    /// Leader kills to time with several members (0 skips the failover measurement)
+    #[arg(long, default_value_t = 3)]
+    pub failover: usize,
     /// Multiplies every request total (e.g. 0.1 for a quick smoke run)
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     /// Keys under the prefix that the LIST workload pages through
     #[arg(long = "list-keys", default_value_t = 100_000)]
     pub list_keys: u64,
-    /// Only run workloads whose name contains this text
-    #[arg(long)]
-    pub only: Option<String>,
+    /// Only run workloads whose name contains one of these texts (comma separated;
+    /// "failover" selects the failover measurement)
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Report file (default: perf/reports/<UTC date>.md); the chart goes beside it as .svg
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -134,86 +143,215 @@ fn free_port() -> Result<u16, BenchError> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// How to (re)start one member.
+struct MemberSpec {
+    name: String,
+    data_dir: PathBuf,
+    client: String,
+    peer: String,
+    log: PathBuf,
+}
+
 /// One running cluster of `members` processes of one binary.
 pub struct Cluster {
     pub name: String,
     pub version: String,
     pub bin: PathBuf,
-    procs: Vec<Child>,
+    initial_cluster: String,
+    specs: Vec<MemberSpec>,
+    /// One per member; None while a member is killed.
+    procs: Vec<Option<Child>>,
     pub endpoints: Vec<String>,
 }
 
+/// How long a (re)started member or a leader election may take.
+const READY_WAIT: Duration = Duration::from_secs(30);
+
 impl Cluster {
-    /// Starts `members` members with etcd's flags under `dir`, and waits until
-    /// each answers Maintenance.Status.
+    /// Starts `members` members with etcd's flags under `dir`, waits until each
+    /// answers Maintenance.Status and, with several members, until all of them
+    /// agree on a leader.
     pub async fn start(bin: &Path, members: usize, dir: &Path) -> Result<Cluster, BenchError> {
         let version = version_of(bin);
         let name = short_name(bin, &version);
         std::fs::create_dir_all(dir)?;
-        let mut client_ports = Vec::new();
-        let mut peer_ports = Vec::new();
-        for _ in 0..members {
-            client_ports.push(free_port()?);
-            peer_ports.push(free_port()?);
+        let mut specs = Vec::new();
+        for i in 0..members {
+            specs.push(MemberSpec {
+                name: format!("m{i}"),
+                data_dir: dir.join(format!("m{i}.etcd")),
+                client: format!("http://127.0.0.1:{}", free_port()?),
+                peer: format!("http://127.0.0.1:{}", free_port()?),
+                log: dir.join(format!("m{i}.log")),
+            });
         }
-        let initial_cluster = (0..members)
-            .map(|i| format!("m{i}=http://127.0.0.1:{}", peer_ports[i]))
+        let initial_cluster = specs
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer))
             .collect::<Vec<_>>()
             .join(",");
+        let endpoints = specs
+            .iter()
+            .map(|m| m.client.trim_start_matches("http://").to_string())
+            .collect();
         let mut cluster = Cluster {
             name,
             version,
             bin: bin.to_path_buf(),
+            initial_cluster,
+            specs,
             procs: Vec::new(),
-            endpoints: Vec::new(),
+            endpoints,
         };
         for i in 0..members {
-            let client = format!("http://127.0.0.1:{}", client_ports[i]);
-            let peer = format!("http://127.0.0.1:{}", peer_ports[i]);
-            let log = std::fs::File::create(dir.join(format!("m{i}.log")))?;
-            let child = Command::new(bin)
-                .args(["--name", &format!("m{i}")])
-                .arg("--data-dir")
-                .arg(dir.join(format!("m{i}.etcd")))
-                .args(["--listen-client-urls", &client])
-                .args(["--advertise-client-urls", &client])
-                .args(["--listen-peer-urls", &peer])
-                .args(["--initial-advertise-peer-urls", &peer])
-                .args(["--initial-cluster", &initial_cluster])
-                .args(["--initial-cluster-state", "new"])
-                .args(["--initial-cluster-token", "cairn-bench"])
-                .args(["--log-level", "warn"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .map_err(|e| BenchError::Server(format!("cannot start {}: {e}", bin.display())))?;
-            cluster.procs.push(child);
-            cluster
-                .endpoints
-                .push(format!("127.0.0.1:{}", client_ports[i]));
+            let child = cluster.spawn(i)?;
+            cluster.procs.push(Some(child));
         }
-        for (i, ep) in cluster.endpoints.clone().iter().enumerate() {
-            let ready = wait_ready(ep, Duration::from_secs(30)).await;
-            if let Err(e) = ready {
-                let status = cluster.procs[i].try_wait().ok().flatten();
-                let log =
-                    std::fs::read_to_string(dir.join(format!("m{i}.log"))).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                return Err(BenchError::Server(format!(
-                    "{} member m{i} did not become ready on {ep} ({}; last error: {e}); log tail:\n{}",
-                    cluster.name,
-                    status.map(|s| format!("exited: {s}")).unwrap_or_else(|| "still running".into()),
-                    tail.join("\n")
-                )));
-            }
+        for i in 0..members {
+            cluster.wait_member(i).await?;
+        }
+        if members > 1 {
+            cluster.wait_leader().await?;
         }
         Ok(cluster)
     }
 
+    fn spawn(&self, i: usize) -> Result<Child, BenchError> {
+        let m = &self.specs[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)?;
+        Command::new(&self.bin)
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(["--listen-client-urls", &m.client])
+            .args(["--advertise-client-urls", &m.client])
+            .args(["--listen-peer-urls", &m.peer])
+            .args(["--initial-advertise-peer-urls", &m.peer])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "cairn-bench"])
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| BenchError::Server(format!("cannot start {}: {e}", self.bin.display())))
+    }
+
+    /// Waits until member `i` answers Status; on failure the error carries its log's tail.
+    async fn wait_member(&mut self, i: usize) -> Result<(), BenchError> {
+        let ep = self.endpoints[i].clone();
+        if let Err(e) = wait_ready(&ep, READY_WAIT).await {
+            let status = self.procs[i]
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            return Err(BenchError::Server(format!(
+                "{} member m{i} did not become ready on {ep} ({}; last error: {e}); log tail:\n{}",
+                self.name,
+                status
+                    .map(|s| format!("exited: {s}"))
+                    .unwrap_or_else(|| "still running".into()),
+                self.log_tail(i)
+            )));
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(&self.specs[i].log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Status of every running member (None for killed or silent ones).
+    async fn statuses(&self) -> Vec<Option<MemberStatus>> {
+        let polls = self.endpoints.iter().enumerate().map(|(i, ep)| {
+            let running = self.procs.get(i).is_some_and(Option::is_some);
+            async move {
+                if running {
+                    conn::status(ep, Duration::from_secs(2)).await.ok()
+                } else {
+                    None
+                }
+            }
+        });
+        futures::future::join_all(polls).await
+    }
+
+    /// Waits until every running member answers Status naming the same leader,
+    /// one of them; returns its index and Status.
+    pub(crate) async fn wait_leader(&self) -> Result<(usize, MemberStatus), BenchError> {
+        let deadline = Instant::now() + READY_WAIT;
+        let mut last = Vec::new();
+        while Instant::now() < deadline {
+            let st = self.statuses().await;
+            last = st.clone();
+            let running: Vec<&MemberStatus> = st
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.procs[*i].is_some())
+                .filter_map(|(_, s)| s.as_ref())
+                .collect();
+            let all_answer = running.len() == self.procs.iter().filter(|p| p.is_some()).count();
+            if let Some(first) = running.first() {
+                let leader = first.leader;
+                if all_answer && leader != 0 && running.iter().all(|s| s.leader == leader) {
+                    if let Some(i) = st.iter().position(|s| s.is_some_and(|s| s.is_leader())) {
+                        if let Some(s) = st[i] {
+                            return Ok((i, s));
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(BenchError::Server(format!(
+            "{}: the members did not agree on a leader within {} s (last statuses: {last:?})",
+            self.name,
+            READY_WAIT.as_secs()
+        )))
+    }
+
+    /// kill -9 of member `i`; returns the instant just before the signal.
+    fn kill(&mut self, i: usize) -> Result<Instant, BenchError> {
+        let mut child = self.procs[i]
+            .take()
+            .ok_or_else(|| BenchError::Server(format!("{}: m{i} is not running", self.name)))?;
+        let at = Instant::now();
+        child.kill()?; // SIGKILL
+        let _ = child.wait();
+        Ok(at)
+    }
+
+    /// Restarts killed member `i` on its data directory and waits until the
+    /// cluster agrees on a leader and the member has applied what the leader had
+    /// when it came back.
+    async fn restart(&mut self, i: usize) -> Result<(), BenchError> {
+        let child = self.spawn(i)?;
+        self.procs[i] = Some(child);
+        self.wait_member(i).await?;
+        let (_, leader) = self.wait_leader().await?;
+        let deadline = Instant::now() + READY_WAIT;
+        while Instant::now() < deadline {
+            if let Ok(st) = conn::status(&self.endpoints[i], Duration::from_secs(2)).await {
+                if st.applied_index >= leader.raft_index {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(BenchError::Server(format!(
+            "{}: restarted m{i} did not catch up within {} s",
+            self.name,
+            READY_WAIT.as_secs()
+        )))
+    }
+
     fn pids(&self) -> Vec<u32> {
-        self.procs.iter().map(Child::id).collect()
+        self.procs.iter().flatten().map(Child::id).collect()
     }
 
     /// CPU time of all members so far.
@@ -234,13 +372,14 @@ impl Cluster {
 
     /// Whether every member still runs.
     fn alive(&mut self) -> bool {
-        self.procs
-            .iter_mut()
-            .all(|c| matches!(c.try_wait(), Ok(None)))
+        self.procs.iter_mut().all(|c| match c {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        })
     }
 
     fn stop(&mut self) {
-        for c in &mut self.procs {
+        for c in self.procs.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -270,6 +409,17 @@ struct Case {
     clients: usize,
     work: Work,
 }
+
+/// Whether `name` is selected by `--only` (empty: everything).
+fn selected(only: &[String], name: &str) -> bool {
+    only.is_empty()
+        || only
+            .iter()
+            .any(|o| !o.is_empty() && name.contains(o.as_str()))
+}
+
+/// Name of the failover measurement, for `--only`.
+const FAILOVER: &str = "leader failover";
 
 fn scaled(n: u64, scale: f64) -> u64 {
     ((n as f64 * scale).round() as u64).max(1)
@@ -366,8 +516,7 @@ async fn prepare(
     list_keys: u64,
     cancel: &CancellationToken,
 ) -> Result<Duration, BenchError> {
-    let g = globals(&cluster.endpoints, 64);
-    let pool = Pool::connect(&g).await?;
+    let pool = cluster.writer_pool(64).await?;
     let value: Bytes = vec![b'v'; 256].into();
     workloads::seed(
         &pool,
@@ -387,6 +536,32 @@ async fn prepare(
         .collect();
     workloads::seed(&pool, items, 64, cancel).await?;
     Ok(t.elapsed())
+}
+
+impl Cluster {
+    /// Connections for writes (and watches): all to the leader when there are
+    /// several members, found with Status just now.
+    async fn writer_pool(&self, clients: usize) -> Result<Pool, BenchError> {
+        if self.endpoints.len() == 1 {
+            return Pool::connect(&globals(&self.endpoints, clients)).await;
+        }
+        let (leader, _) = self.wait_leader().await?;
+        Pool::connect(&globals(&self.endpoints[leader..=leader], clients)).await
+    }
+
+    /// One pool per member for reads rotated over all of them; the usual
+    /// min(clients, 10) connections, shared out over the members (at least one each).
+    async fn member_pools(&self, clients: usize) -> Result<Vec<Pool>, BenchError> {
+        let n = self.endpoints.len();
+        let per_member = clients.clamp(1, 10).div_ceil(n);
+        let mut pools = Vec::with_capacity(n);
+        for ep in &self.endpoints {
+            let mut g = globals(std::slice::from_ref(ep), clients);
+            g.conns = per_member;
+            pools.push(Pool::connect(&g).await?);
+        }
+        Ok(pools)
+    }
 }
 
 fn globals(endpoints: &[String], clients: usize) -> GlobalOpts {
@@ -412,9 +587,8 @@ async fn run_case(
     list_keys: u64,
     cancel: &CancellationToken,
 ) -> Result<Row, BenchError> {
-    let g = globals(&cluster.endpoints, case.clients);
     let ctx = Ctx {
-        pool: Pool::connect(&g).await?,
+        pool: cluster.writer_pool(case.clients).await?,
         clients: case.clients,
         cancel: cancel.clone(),
         quiet: true,
@@ -439,8 +613,9 @@ async fn run_case(
             serializable,
             total,
         } => {
-            workloads::range(
+            workloads::range_spread(
                 &ctx,
+                &cluster.member_pools(case.clients).await?,
                 &RangeArgs {
                     key: Some(RANGE_KEY.into()),
                     end: None,
@@ -474,8 +649,9 @@ async fn run_case(
         }
         Work::List { total } => {
             let _ = list_keys;
-            workloads::range(
+            workloads::range_spread(
                 &ctx,
+                &cluster.member_pools(case.clients).await?,
                 &RangeArgs {
                     key: Some(LIST_PREFIX.into()),
                     end: None,
@@ -556,12 +732,22 @@ pub async fn run(
         );
         clusters.push(c);
     }
-    let list_keys = a.list_keys;
-    let mut cases = matrix(a.scale, list_keys);
-    if let Some(only) = &a.only {
-        cases.retain(|c| c.name.contains(only.as_str()));
+    if clusters[0].name == clusters[1].name {
+        // The same server on both sides (e.g. validating the harness): tell them apart.
+        clusters[0].name.push_str(" (baseline)");
+        clusters[1].name.push_str(" (candidate)");
+    }
+    let mut cases = matrix(a.scale, a.list_keys);
+    if !a.only.is_empty() {
+        cases.retain(|c| selected(&a.only, &c.name));
     }
     let mut seed_times = [Duration::ZERO; 2];
+    // The LIST keys are written only when LIST runs; the range key whenever a read runs.
+    let list_keys = if cases.iter().any(|c| matches!(c.work, Work::List { .. })) {
+        a.list_keys
+    } else {
+        0
+    };
     if cases
         .iter()
         .any(|c| matches!(c.work, Work::List { .. } | Work::Range { .. }))
@@ -605,7 +791,43 @@ pub async fn run(
         }
         results.push((case.clone(), rows));
     }
+    // Before the failover runs: a killed member's peak goes with it.
     let rss = [clusters[0].peak_rss(), clusters[1].peak_rss()];
+    let mut failovers: [Vec<failover::Run>; 2] = [Vec::new(), Vec::new()];
+    let mut failover_errors: [Option<String>; 2] = [None, None];
+    if a.members > 1 && a.failover > 0 && selected(&a.only, FAILOVER) {
+        for rep in 0..a.failover {
+            let order = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                if cancel.is_cancelled() || failover_errors[i].is_some() {
+                    continue;
+                }
+                let c = &mut clusters[i];
+                match failover_once(c, &cancel).await {
+                    Ok(r) => {
+                        eprintln!(
+                            "compare: {FAILOVER} {}/{} {:<14} killed {}: first write after {:.0} ms, \
+                             new leader seen after {} ms, {} failed attempts",
+                            rep + 1,
+                            a.failover,
+                            c.name,
+                            r.killed,
+                            r.to_write.as_secs_f64() * 1e3,
+                            r.to_leader
+                                .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
+                                .unwrap_or_else(|| "?".into()),
+                            r.failed_total()
+                        );
+                        failovers[i].push(r);
+                    }
+                    Err(e) => {
+                        eprintln!("compare: {FAILOVER} on {}: {e}", c.name);
+                        failover_errors[i] = Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
     let names = [clusters[0].name.clone(), clusters[1].name.clone()];
     let info = ReportInfo {
         names: names.clone(),
@@ -620,6 +842,8 @@ pub async fn run(
         command: std::env::args().collect::<Vec<_>>().join(" "),
         load: [load_before, loadavg()],
         date: utc_now(),
+        failovers,
+        failover_errors,
     };
     drop(clusters);
     if a.keep_data {
@@ -652,6 +876,25 @@ pub async fn run(
     Ok(())
 }
 
+/// One timed kill of `c`'s leader; the killed member is restarted and caught up
+/// afterwards (also when the measurement failed), ready for the next one.
+async fn failover_once(
+    c: &mut Cluster,
+    cancel: &CancellationToken,
+) -> Result<failover::Run, BenchError> {
+    let (leader, st) = c.wait_leader().await?;
+    let pools = c.member_pools(c.endpoints.len()).await?;
+    let endpoints = c.endpoints.clone();
+    let run = failover::measure(&pools, &endpoints, leader, st.id, || c.kill(leader), cancel).await;
+    drop(pools);
+    if c.procs[leader].is_none() {
+        c.restart(leader).await?;
+    }
+    let mut run = run?;
+    run.killed = c.specs[leader].name.clone();
+    Ok(run)
+}
+
 struct ReportInfo {
     names: [String; 2],
     versions: [String; 2],
@@ -667,6 +910,10 @@ struct ReportInfo {
     load: [String; 2],
     /// (YYYY-MM-DD, HH:MM:SS) in UTC.
     date: (String, String),
+    /// Leader kills timed per server (several members only).
+    failovers: [Vec<failover::Run>; 2],
+    /// Why a server's failover runs stopped, if they did.
+    failover_errors: [Option<String>; 2],
 }
 
 /// The current UTC date and time, from the system clock (civil calendar).
@@ -723,11 +970,19 @@ fn markdown(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])], svg_name: &
     if info.members == 1 {
         let _ = writeln!(
             s,
-            "**Single-member clusters only.** Three-member runs (`--members 3`) come once Cairn \
-             has cluster support; the harness already starts N members per side.\n"
+            "**Single-member clusters.** `--members 3` compares three-member clusters \
+             (writes through the leader, reads over all members, leader failover).\n"
         );
     } else {
-        let _ = writeln!(s, "{}-member clusters on loopback.\n", info.members);
+        let _ = writeln!(
+            s,
+            "**{}-member clusters on loopback.** Puts, txn CAS and watches go to the leader \
+             (found with Maintenance.Status before each workload); range and LIST requests \
+             rotate over all members' endpoints, request by request (a follower serves a \
+             linearizable read after a ReadIndex round to the leader). Server CPU is the sum \
+             over all members.\n",
+            info.members
+        );
     }
     if info.interrupted {
         let _ = writeln!(s, "**Interrupted by Ctrl-C: partial results.**\n");
@@ -759,7 +1014,7 @@ fn markdown(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])], svg_name: &
     let _ = writeln!(
         s,
         "Ratios are {c} ÷ {b}: above 1 means {c} is higher (better for requests/sec, worse for \
-         latency and CPU). Server CPU is user+system time of the server process during the \
+         latency and CPU). Server CPU is user+system time of the server processes during the \
          workload, divided by requests. Each workload runs against both servers back to back, \
          alternating which goes first.\n"
     );
@@ -785,6 +1040,7 @@ fn markdown(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])], svg_name: &
             ratio(p[0], p[1])
         );
     }
+    failover_section(&mut s, info);
     let _ = writeln!(s, "\n## All figures\n");
     let _ = writeln!(s, "| workload | figure | {b} | {c} | ratio |");
     let _ = writeln!(s, "|---|---|---:|---:|---:|");
@@ -836,14 +1092,16 @@ fn markdown(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])], svg_name: &
         ratio(Some(rss[0]), Some(rss[1]))
     );
     let seed = info.seed_times.map(|d| d.as_secs_f64());
-    let _ = writeln!(
-        s,
-        "| writing the {} LIST keys (64 in flight), s | {:.2} | {:.2} | {} |",
-        info.list_keys,
-        seed[0],
-        seed[1],
-        ratio(Some(seed[0]), Some(seed[1]))
-    );
+    if info.list_keys > 0 {
+        let _ = writeln!(
+            s,
+            "| writing the {} LIST keys (64 in flight), s | {:.2} | {:.2} | {} |",
+            info.list_keys,
+            seed[0],
+            seed[1],
+            ratio(Some(seed[0]), Some(seed[1]))
+        );
+    }
     let _ = writeln!(s, "\n## Workloads\n");
     let _ = writeln!(
         s,
@@ -859,6 +1117,86 @@ fn markdown(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])], svg_name: &
         info.list_keys
     );
     s
+}
+
+/// The "Leader failover" section (several members, when it ran).
+fn failover_section(s: &mut String, info: &ReportInfo) {
+    let runs = &info.failovers;
+    if runs[0].is_empty() && runs[1].is_empty() && info.failover_errors.iter().all(Option::is_none)
+    {
+        return;
+    }
+    let [b, c] = &info.names;
+    let _ = writeln!(s, "\n## Leader failover\n");
+    let _ = writeln!(
+        s,
+        "kill -9 of the leader under a light write load: a 256 B put every {} ms, round-robin \
+         over the members (after the kill over the survivors), each attempt with its own {} s \
+         timeout and overlapping the others, so the resolution is {} ms. Measured from the \
+         signal to the acknowledgement of the first put sent after it, and to the first Status \
+         of a survivor naming a new leader. The killed member is restarted and caught up before \
+         the next run; runs alternate between the servers.\n",
+        failover::PROBE_INTERVAL.as_millis(),
+        failover::ATTEMPT_TIMEOUT.as_secs(),
+        failover::PROBE_INTERVAL.as_millis()
+    );
+    let _ = writeln!(s, "| figure | {b} | {c} | ratio |");
+    let _ = writeln!(s, "|---|---:|---:|---:|");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let write = runs
+        .clone()
+        .map(|r| failover::min_median_max(&r.iter().map(|r| r.to_write).collect::<Vec<_>>()));
+    for (k, label) in ["min", "median", "max"].iter().enumerate() {
+        let v = write.map(|w| w.map(|w| ms(w[k])));
+        let _ = writeln!(
+            s,
+            "| kill → first acknowledged write, {label} ms | {} | {} | {} |",
+            num(v[0], 0),
+            num(v[1], 0),
+            ratio(v[0], v[1])
+        );
+    }
+    let leader = runs.clone().map(|r| {
+        failover::min_median_max(&r.iter().filter_map(|r| r.to_leader).collect::<Vec<_>>())
+            .map(|m| ms(m[1]))
+    });
+    let _ = writeln!(
+        s,
+        "| kill → new leader in Status, median ms | {} | {} | {} |",
+        num(leader[0], 0),
+        num(leader[1], 0),
+        ratio(leader[0], leader[1])
+    );
+    let failed = runs.clone().map(|r| failover::failures_text(&r));
+    let _ = writeln!(
+        s,
+        "| failed write attempts after the kill (all runs) | {} | {} | |",
+        failed[0], failed[1]
+    );
+    let count = runs.clone().map(|r| r.len());
+    let _ = writeln!(s, "| runs | {} | {} | |", count[0], count[1]);
+    let _ = writeln!(s);
+    for (i, name) in info.names.iter().enumerate() {
+        let each: Vec<String> = runs[i]
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} killed: write {:.0} ms, leader {} ms, {}/{} attempts failed",
+                    r.killed,
+                    ms(r.to_write),
+                    r.to_leader
+                        .map(|d| format!("{:.0}", ms(d)))
+                        .unwrap_or_else(|| "?".into()),
+                    r.failed_total(),
+                    r.attempts
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "- {name}: {}", each.join("; "));
+        if let Some(e) = &info.failover_errors[i] {
+            let _ = writeln!(s, "- {name}: **failover runs stopped**: {e}");
+        }
+    }
 }
 
 fn chart(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])]) -> String {
@@ -965,6 +1303,8 @@ mod tests {
             command: "cairn-bench compare".into(),
             load: ["0.5".into(), "1.5".into()],
             date: ("2026-01-02".into(), "03:04:05".into()),
+            failovers: [Vec::new(), Vec::new()],
+            failover_errors: [None, None],
         };
         let row = |qps: f64, p99: f64| Row {
             requests: 10,
@@ -986,7 +1326,8 @@ mod tests {
             &[(case, [Some(row(1000.0, 4.0)), Some(row(3000.0, 1.0))])],
             "x.svg",
         );
-        assert!(md.contains("Single-member clusters only"));
+        assert!(md.contains("Single-member clusters"));
+        assert!(!md.contains("Leader failover"));
         assert!(
             md.contains("| put 256 B, 1 clients | 1000 | 3000 | 3.00× | 4.000 | 1.000 | 0.25× |"),
             "{md}"

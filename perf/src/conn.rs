@@ -207,22 +207,55 @@ async fn authenticate(ch: &Channel, user: &str) -> Result<AuthToken, BenchError>
     Ok(AuthToken(Some(v)))
 }
 
+/// What one member's Maintenance.Status says about itself and its leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MemberStatus {
+    /// The answering member's id (from the response header).
+    pub(crate) id: u64,
+    /// The leader it knows of; 0 for none.
+    pub(crate) leader: u64,
+    pub(crate) raft_index: u64,
+    pub(crate) applied_index: u64,
+}
+
+impl MemberStatus {
+    pub(crate) fn is_leader(&self) -> bool {
+        self.id != 0 && self.id == self.leader
+    }
+}
+
+/// Maintenance.Status of `ep`, given at most `wait` to answer.
+pub(crate) async fn status(ep: &str, wait: Duration) -> Result<MemberStatus, String> {
+    let ch = channel(ep, wait).map_err(|e| e.to_string())?;
+    let mut m = MaintenanceClient::new(ch);
+    match tokio::time::timeout(wait, m.status(StatusRequest {})).await {
+        Ok(Ok(r)) => {
+            let r = r.into_inner();
+            Ok(MemberStatus {
+                id: r.header.map(|h| h.member_id).unwrap_or(0),
+                leader: r.leader,
+                raft_index: r.raft_index,
+                applied_index: r.raft_applied_index,
+            })
+        }
+        Ok(Err(s)) => Err(format!("{ep}: {:?}: {}", s.code(), s.message())),
+        Err(_) => Err(format!("{ep}: status timed out")),
+    }
+}
+
 /// The endpoint whose Status says it is the leader (`--target-leader`).
 async fn find_leader(endpoints: &[String], dial_timeout: Duration) -> Result<String, BenchError> {
     let mut problems = Vec::new();
+    let wait = if dial_timeout.is_zero() {
+        Duration::from_secs(5)
+    } else {
+        dial_timeout.max(Duration::from_secs(5))
+    };
     for ep in endpoints {
-        let mut m = MaintenanceClient::new(channel(ep, dial_timeout)?);
-        let req = tonic::Request::new(StatusRequest {});
-        match tokio::time::timeout(Duration::from_secs(5), m.status(req)).await {
-            Ok(Ok(r)) => {
-                let r = r.into_inner();
-                let me = r.header.map(|h| h.member_id).unwrap_or(0);
-                if me != 0 && me == r.leader {
-                    return Ok(ep.clone());
-                }
-            }
-            Ok(Err(s)) => problems.push(format!("{ep}: {:?}: {}", s.code(), s.message())),
-            Err(_) => problems.push(format!("{ep}: status timed out")),
+        match status(ep, wait).await {
+            Ok(st) if st.is_leader() => return Ok(ep.clone()),
+            Ok(_) => {}
+            Err(e) => problems.push(e),
         }
     }
     Err(flag_err(

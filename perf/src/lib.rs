@@ -8,12 +8,14 @@
 //! - [`report`]: HDR-histogram summary, errors per status code, text and JSON.
 //! - `procstat`: CPU time and peak RSS from `/proc`.
 //! - [`compare`]: starts etcd and Cairn, runs the matrix, writes the report and chart.
+//! - `failover`: kill -9 of a cluster's leader under load, timed to the next acknowledged write.
 //! - `proto`: etcd's v3 gRPC client, generated at build time.
 
 pub mod cli;
 pub mod compare;
 mod conn;
 mod driver;
+mod failover;
 pub mod procstat;
 pub mod proto;
 pub mod report;

@@ -195,6 +195,30 @@ pub(crate) async fn range(ctx: &Ctx, a: &RangeArgs) -> Result<Vec<Summary>, Benc
     Ok(vec![s])
 }
 
+/// `range` with each request sent to the next member in turn: request *i* goes
+/// to `pools[i mod pools.len()]` (one pool per member), so a single client
+/// spreads its reads over the whole cluster, and so do many.
+pub(crate) async fn range_spread(
+    ctx: &Ctx,
+    pools: &[Pool],
+    a: &RangeArgs,
+) -> Result<Vec<Summary>, BenchError> {
+    if pools.is_empty() {
+        return Err(flag_err("endpoints", "at least one endpoint is needed"));
+    }
+    let req = range_request(a)?;
+    let clients: Vec<Arc<Vec<Kv>>> = (0..ctx.clients)
+        .map(|j| Arc::new(pools.iter().map(|p| p.kv(j)).collect()))
+        .collect();
+    let s = drive(ctx.lp("range", a.total, a.rate), clients, move |c, i| {
+        let mut kv = c[(i % c.len() as u64) as usize].clone();
+        let req = req.clone();
+        async move { kv.range(req).await.map(|_| ()) }
+    })
+    .await;
+    Ok(vec![s])
+}
+
 pub(crate) async fn txn_put(ctx: &Ctx, a: &TxnPutArgs) -> Result<Vec<Summary>, BenchError> {
     check_key_space(a.key_size, a.key_space_size)?;
     if a.txn_ops == 0 {
