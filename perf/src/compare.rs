@@ -958,6 +958,21 @@ fn ratio(base: Option<f64>, cand: Option<f64>) -> String {
     }
 }
 
+/// "✓" when the candidate has at least twice the baseline's requests/sec at no more
+/// than half its p99, "✗" when not, "–" when a figure is missing.
+fn goal(qps: [Option<f64>; 2], p99: [Option<f64>; 2]) -> &'static str {
+    match (qps, p99) {
+        ([Some(qb), Some(qc)], [Some(pb), Some(pc)]) if qb > 0.0 && pb > 0.0 => {
+            if qc >= 2.0 * qb && pc <= 0.5 * pb {
+                "✓"
+            } else {
+                "✗"
+            }
+        }
+        _ => "–",
+    }
+}
+
 fn num(v: Option<f64>, digits: usize) -> String {
     v.map(|v| format!("{v:.digits$}"))
         .unwrap_or_else(|| "–".into())
@@ -1022,24 +1037,41 @@ fn markdown(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])], svg_name: &
     let _ = writeln!(s, "## Headline\n");
     let _ = writeln!(
         s,
-        "| workload | req/s {b} | req/s {c} | ratio | p99 ms {b} | p99 ms {c} | ratio |"
+        "| workload | req/s {b} | req/s {c} | ratio | p50 ms {b} | p50 ms {c} | p99 ms {b} | \
+         p99 ms {c} | ratio | CPU µs/req {b} | CPU µs/req {c} | ratio | goal |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"
+    );
     for (case, rows) in results {
         let q = rows.clone().map(|r| r.map(|r| r.qps));
+        let p50 = rows.clone().map(|r| r.and_then(|r| r.p50_ms));
         let p = rows.clone().map(|r| r.and_then(|r| r.p99_ms));
+        let cpu = rows.clone().map(|r| r.map(|r| r.server_cpu_us));
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             case.name,
             num(q[0], 0),
             num(q[1], 0),
             ratio(q[0], q[1]),
+            num(p50[0], 3),
+            num(p50[1], 3),
             num(p[0], 3),
             num(p[1], 3),
-            ratio(p[0], p[1])
+            ratio(p[0], p[1]),
+            num(cpu[0], 1),
+            num(cpu[1], 1),
+            ratio(cpu[0], cpu[1]),
+            goal(q, p)
         );
     }
+    let _ = writeln!(
+        s,
+        "\ngoal: {c} at ≥ 2× the requests/sec of {b} with ≤ ½ its p99 (✓ both, ✗ not both). \
+         CPU µs/req is the servers' CPU time per request.\n"
+    );
     failover_section(&mut s, info);
     let _ = writeln!(s, "\n## All figures\n");
     let _ = writeln!(s, "| workload | figure | {b} | {c} | ratio |");
@@ -1274,6 +1306,71 @@ mod tests {
     }
 
     #[test]
+    fn failover_section_has_min_median_max_and_failures() {
+        let run = |w: u64, l: Option<u64>, failed: &[(&str, u64)]| failover::Run {
+            to_write: Duration::from_millis(w),
+            to_leader: l.map(Duration::from_millis),
+            failed: failed.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            attempts: 100,
+            killed: "m1".into(),
+        };
+        let info = ReportInfo {
+            names: ["etcd 3.5.1".into(), "cairn 0.1.0".into()],
+            versions: ["v1".into(), "v2".into()],
+            bins: ["/a".into(), "/b".into()],
+            members: 3,
+            rss: [1, 1],
+            seed_times: [Duration::ZERO; 2],
+            list_keys: 0,
+            wall: Duration::from_secs(1),
+            interrupted: false,
+            command: "c".into(),
+            load: ["1".into(), "1".into()],
+            date: ("2026-01-02".into(), "03:04:05".into()),
+            failovers: [
+                vec![
+                    run(1200, Some(1100), &[]),
+                    run(1000, Some(990), &[("Unavailable", 2)]),
+                    run(1500, None, &[]),
+                ],
+                vec![run(400, Some(390), &[("Timeout", 1)])],
+            ],
+            failover_errors: [None, Some("restart failed".into())],
+        };
+        let md = markdown(&info, &[], "x.svg");
+        assert!(md.contains("**3-member clusters on loopback.**"), "{md}");
+        for want in [
+            "| kill → first acknowledged write, min ms | 1000 | 400 | 0.40× |",
+            "| kill → first acknowledged write, median ms | 1200 | 400 | 0.33× |",
+            "| kill → first acknowledged write, max ms | 1500 | 400 | 0.27× |",
+            "| kill → new leader in Status, median ms | 1045 | 390 | 0.37× |",
+            "| failed write attempts after the kill (all runs) | 2 (Unavailable×2) | 1 (Timeout×1) | |",
+            "| runs | 3 | 1 | |",
+            "- cairn 0.1.0: **failover runs stopped**: restart failed",
+        ] {
+            assert!(md.contains(want), "missing {want:?} in:\n{md}");
+        }
+        assert!(!md.contains("LIST keys"), "{md}");
+    }
+
+    #[test]
+    fn goal_needs_twice_the_rate_and_half_the_p99() {
+        assert_eq!(
+            goal([Some(100.0), Some(200.0)], [Some(10.0), Some(5.0)]),
+            "✓"
+        );
+        assert_eq!(
+            goal([Some(100.0), Some(199.0)], [Some(10.0), Some(1.0)]),
+            "✗"
+        );
+        assert_eq!(
+            goal([Some(100.0), Some(900.0)], [Some(10.0), Some(5.1)]),
+            "✗"
+        );
+        assert_eq!(goal([Some(100.0), None], [Some(10.0), Some(1.0)]), "–");
+    }
+
+    #[test]
     fn ratios_and_short_names() {
         assert_eq!(ratio(Some(2.0), Some(5.0)), "2.50×");
         assert_eq!(ratio(Some(0.0), Some(5.0)), "–");
@@ -1329,7 +1426,10 @@ mod tests {
         assert!(md.contains("Single-member clusters"));
         assert!(!md.contains("Leader failover"));
         assert!(
-            md.contains("| put 256 B, 1 clients | 1000 | 3000 | 3.00× | 4.000 | 1.000 | 0.25× |"),
+            md.contains(
+                "| put 256 B, 1 clients | 1000 | 3000 | 3.00× | 2.000 | 0.500 | 4.000 | 1.000 \
+                 | 0.25× | 0.0 | 0.0 | – | ✓ |"
+            ),
             "{md}"
         );
         assert!(md.contains("| peak RSS MiB (VmHWM) | 100.0 | 50.0 | 0.50× |"));
