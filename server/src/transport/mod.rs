@@ -1,1 +1,447 @@
-//! Member-to-member transport (being written; see /work/helper-notes/CLUSTER-CONTRACTS.md).
+//! Member-to-member transport: raft messages and snapshots between members, over Cairn's
+//! own protocol on plain TCP.
+//!
+//! # Shape
+//! - One long-lived outgoing connection per (local → peer) pair carries raft messages in
+//!   one direction only; the peer's messages to us come on the connection it opens. Each
+//!   peer has a bounded queue ([`PEER_QUEUE`] messages) filled by [`Transport::send`]
+//!   with `try_send`, so a slow or dead peer never blocks the raft loop: on overflow the
+//!   messages are dropped and [`Handler::on_unreachable`] is reported. A writer task per
+//!   peer takes everything queued, encodes it into one buffer and writes it with one
+//!   `write_all` (`TCP_NODELAY` is set), then reconnects with backoff (50 ms doubling to
+//!   1 s) when the connection breaks. While it is disconnected, queued messages are
+//!   dropped (raft resends) so a reconnect never delivers stale traffic in bulk.
+//! - Snapshots travel on their own short-lived connection, so a large backend file never
+//!   delays heartbeats. The file is streamed in 1 MiB chunks from
+//!   [`SnapshotSource::write_to`] (on a blocking thread) and checked with CRC32C; the
+//!   receiver writes `snap_dir/<to>-<index>.snap.db.tmp`, fsyncs it, renames it to
+//!   `<to>-<index>.snap.db`, fsyncs the directory and only then calls
+//!   [`Handler::on_snapshot`]. The file then belongs to the handler (it installs and
+//!   removes it).
+//! - A members query answers [`Handler::members`] to a member that is still joining.
+//!
+//! Handler methods are called from tokio tasks or blocking threads of the runtime that
+//! started the transport, never from inside `send`/`send_snapshot`.
+//!
+//! # Wire protocol (version `CAIRNP01`)
+//! All integers are big-endian. Every connection is opened by the sender and starts with
+//! a 33-byte preamble:
+//! ```text
+//! magic   [u8; 8]  b"CAIRNP01"
+//! kind    u8       1 = raft message stream, 2 = snapshot, 3 = members query
+//! from    u64      sender member id (0 in a members query from a member without an id)
+//! to      u64      addressed member id (0 in a members query)
+//! cluster u64      sender's cluster id (0 in a members query)
+//! ```
+//! The receiver answers `status u8` + `len u16` + `len` bytes of UTF-8 reason (empty when
+//! the status is 0) and closes the connection on a non-zero status:
+//! ```text
+//! 0  OK
+//! 1  cluster id mismatch        ("cluster ID mismatch: ...")
+//! 2  not the addressed member   (`to` is not the receiver's member id)
+//! 3  sender removed             ("the member has been permanently removed from the cluster")
+//! 4  bad preamble               (unknown magic or kind)
+//! ```
+//! Checks are made in that order: magic and kind, then (kinds 1 and 2 only) the cluster
+//! id (a receiver whose own cluster id is still 0 accepts any), `to`, and whether `from`
+//! was removed. A sender told 3 calls [`Handler::on_removed`]. A members query is answered
+//! whatever its ids and whatever the receiver's cluster id.
+//!
+//! A *frame* is `len u32` + `len` bytes (at most 512 MiB).
+//!
+//! **Kind 1, raft stream.** After status 0 the sender writes frames, each holding one
+//! `raft::eraftpb::Message` in rust-protobuf encoding, in send order, until it closes.
+//! Nothing flows back; the receiver delivers each message to [`Handler::on_message`]
+//! (a message whose `from` differs from the preamble's is dropped).
+//!
+//! **Kind 2, snapshot.** After status 0:
+//! ```text
+//! frame    the MsgSnapshot raft message (rust-protobuf)
+//! size     u64      file size announced by the source (a hint)
+//! chunk*   len u32 (1..=16 MiB) + len bytes of the backend file, in order (1 MiB sent)
+//! end      u32 = 0
+//! total    u64      number of file bytes sent
+//! crc      u32      CRC32C (Castagnoli) of all file bytes
+//! ```
+//! The receiver checks `total` and `crc`, fsyncs and renames the file, calls
+//! [`Handler::on_snapshot`] and answers one result byte: 0 stored and delivered,
+//! 1 rejected (length or CRC mismatch, malformed stream), 2 the receiver could not store
+//! it. A broken connection delivers nothing. The sender reports the outcome with
+//! [`Handler::on_snapshot_status`].
+//!
+//! **Kind 3, members query.** After status 0 the receiver writes one frame holding the
+//! opaque bytes of [`Handler::members`] and closes.
+
+// The raft loop (owned by the lead) is being wired to this module.
+#![allow(dead_code)]
+
+mod listener;
+mod peer;
+mod snapshot;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use raft::eraftpb::Message;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Messages queued per peer before `send` starts dropping.
+pub(crate) const PEER_QUEUE: usize = 4096;
+/// First reconnect delay; doubled per failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Dialing a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Waiting for the handshake (preamble or reply).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A batch write (at most 4 MiB) not finished in this long breaks the connection (a peer
+/// that stopped reading).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Any single read or write of a snapshot transfer.
+const SNAPSHOT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Repeated failures to reach a peer are logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// What the transport delivers to (and asks of) the member.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// A raft message from a peer's stream.
+    fn on_message(&self, m: Message);
+    /// A snapshot message whose backend file is fully received and fsynced at `db`.
+    fn on_snapshot(&self, m: Message, db: PathBuf);
+    /// The connection to peer `id` failed or broke, or its queue overflowed.
+    fn on_unreachable(&self, id: u64);
+    /// Outcome of a snapshot we sent to `to`.
+    fn on_snapshot_status(&self, to: u64, ok: bool);
+    /// The answer to a members query (opaque to the transport).
+    fn members(&self) -> Vec<u8>;
+    /// Whether `id` was removed from the cluster (its connections are refused with status 3).
+    fn is_removed(&self, id: u64) -> bool;
+    /// A peer told us we were removed from the cluster (status 3). May be called more than once.
+    fn on_removed(&self);
+}
+
+/// Something that can write a backend file (a pinned engine read transaction).
+pub(crate) trait SnapshotSource: Send + 'static {
+    /// Size of the file `write_to` will write.
+    fn size(&self) -> u64;
+    /// Writes the whole file; blocking (called in `spawn_blocking`).
+    fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<u64>;
+}
+
+/// Settings of a [`Transport`].
+pub(crate) struct TransportConfig {
+    pub local_id: u64,
+    pub cluster_id: u64,
+    /// Where received snapshot files are written.
+    pub snap_dir: PathBuf,
+}
+
+/// Errors of the transport's connections.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("peer URL {url:?}: {why}")]
+    Url { url: String, why: &'static str },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    #[error("refused by the peer (status {status}): {reason}")]
+    Refused { status: u8, reason: String },
+    #[error("raft message encoding: {0}")]
+    Codec(protobuf::ProtobufError),
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("no URL known for peer {0:x}")]
+    UnknownPeer(u64),
+    #[error("snapshot rejected by the peer (result {0})")]
+    SnapshotRejected(u8),
+    #[error("transport stopped")]
+    Stopped,
+}
+
+/// Raft messages and snapshots to and from the other members.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    inner: Arc<Inner>,
+}
+
+/// State shared by the transport's tasks.
+pub(crate) struct Inner {
+    local_id: AtomicU64,
+    cluster_id: AtomicU64,
+    snap_dir: PathBuf,
+    handler: Arc<dyn Handler>,
+    rt: tokio::runtime::Handle,
+    peers: RwLock<HashMap<u64, Peer>>,
+    listeners: Mutex<Vec<JoinHandle<()>>>,
+    /// Flipped to true by `stop`; every task watches it.
+    shutdown: watch::Sender<bool>,
+    /// The same, for blocking snapshot threads.
+    stopped: AtomicBool,
+    /// Snapshot files being received (two transfers never share a temporary file).
+    receiving: Mutex<HashSet<PathBuf>>,
+    /// Rate limit of refusal logs on the listening side, per (peer, status).
+    refusal_logged: Mutex<HashMap<(u64, u8), Instant>>,
+}
+
+/// One registered peer.
+struct Peer {
+    tx: mpsc::Sender<Message>,
+    urls: watch::Sender<Vec<String>>,
+    /// Since when the outgoing raft stream is up.
+    active: Arc<Mutex<Option<Instant>>>,
+    /// When `send` last logged an overflow for this peer.
+    overflow_logged: Mutex<Option<Instant>>,
+    task: JoinHandle<()>,
+}
+
+impl Transport {
+    /// Starts accepting on `listeners`; spawns on the current tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub(crate) fn start(
+        cfg: TransportConfig,
+        listeners: Vec<tokio::net::TcpListener>,
+        h: Arc<dyn Handler>,
+    ) -> Transport {
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            local_id: AtomicU64::new(cfg.local_id),
+            cluster_id: AtomicU64::new(cfg.cluster_id),
+            snap_dir: cfg.snap_dir,
+            handler: h,
+            rt: tokio::runtime::Handle::current(),
+            peers: RwLock::new(HashMap::new()),
+            listeners: Mutex::new(Vec::new()),
+            shutdown,
+            stopped: AtomicBool::new(false),
+            receiving: Mutex::new(HashSet::new()),
+            refusal_logged: Mutex::new(HashMap::new()),
+        });
+        let tasks = listeners
+            .into_iter()
+            .map(|l| inner.rt.spawn(listener::accept_loop(inner.clone(), l)))
+            .collect();
+        *inner.listeners.lock() = tasks;
+        Transport { inner }
+    }
+
+    /// Sets the cluster id (a joining member learns it late).
+    pub(crate) fn set_cluster_id(&self, id: u64) {
+        self.inner.cluster_id.store(id, Ordering::Relaxed);
+    }
+
+    /// Sets this member's id.
+    pub(crate) fn set_local_id(&self, id: u64) {
+        self.inner.local_id.store(id, Ordering::Relaxed);
+    }
+
+    /// Registers peer `id` at `peer_urls` ("http://host:port"), or replaces its URLs (the
+    /// stream reconnects if they changed).
+    pub(crate) fn add_peer(&self, id: u64, peer_urls: Vec<String>) {
+        if self.inner.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut peers = self.inner.peers.write();
+        if let Some(p) = peers.get(&id) {
+            p.urls.send_if_modified(|u| {
+                let changed = *u != peer_urls;
+                if changed {
+                    *u = peer_urls;
+                }
+                changed
+            });
+            return;
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        let (urls, urls_rx) = watch::channel(peer_urls);
+        let active = Arc::new(Mutex::new(None));
+        let task = self.inner.rt.spawn(peer::run(
+            self.inner.clone(),
+            id,
+            rx,
+            urls_rx,
+            active.clone(),
+        ));
+        peers.insert(
+            id,
+            Peer {
+                tx,
+                urls,
+                active,
+                overflow_logged: Mutex::new(None),
+                task,
+            },
+        );
+    }
+
+    /// Forgets peer `id` and closes its stream.
+    pub(crate) fn remove_peer(&self, id: u64) {
+        if let Some(p) = self.inner.peers.write().remove(&id) {
+            p.task.abort();
+        }
+    }
+
+    /// Queues raft messages for their peers. Never blocks: a full queue drops the
+    /// message and reports the peer unreachable; messages to unknown peers are dropped.
+    pub(crate) fn send(&self, msgs: Vec<Message>) {
+        let mut overflowed: Vec<u64> = Vec::new();
+        {
+            let peers = self.inner.peers.read();
+            for m in msgs {
+                let to = m.to;
+                let Some(p) = peers.get(&to) else {
+                    tracing::debug!(to = %format_args!("{to:x}"), msg = ?m.get_msg_type(), "dropping message for an unknown peer");
+                    continue;
+                };
+                match p.tx.try_send(m) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        if !overflowed.contains(&to) {
+                            overflowed.push(to);
+                            let mut last = p.overflow_logged.lock();
+                            if last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                                *last = Some(Instant::now());
+                                tracing::warn!(peer = %format_args!("{to:x}"), queue = PEER_QUEUE, "peer queue full, dropping raft messages");
+                            }
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        for id in overflowed {
+            let h = self.inner.handler.clone();
+            self.inner.rt.spawn(async move { h.on_unreachable(id) });
+        }
+    }
+
+    /// Streams a snapshot and its backend file to `m.to` on a connection of its own;
+    /// the outcome is reported through [`Handler::on_snapshot_status`]. Non-blocking.
+    pub(crate) fn send_snapshot(&self, m: Message, src: Box<dyn SnapshotSource>) {
+        let inner = self.inner.clone();
+        self.inner.rt.spawn(async move {
+            let to = m.to;
+            let res = snapshot::send(&inner, m, src).await;
+            if let Err(e) = &res {
+                tracing::warn!(peer = %format_args!("{to:x}"), error = %e, "sending a snapshot failed");
+            }
+            inner.handler.on_snapshot_status(to, res.is_ok());
+        });
+    }
+
+    /// Since when the outgoing stream to `id` is connected (`None` when it is not).
+    pub(crate) fn active_since(&self, id: u64) -> Option<Instant> {
+        self.inner
+            .peers
+            .read()
+            .get(&id)
+            .and_then(|p| *p.active.lock())
+    }
+
+    /// Closes the listeners and every connection. Snapshot transfers on blocking threads
+    /// stop at their next chunk.
+    pub(crate) async fn stop(&self) {
+        self.inner.stopped.store(true, Ordering::Relaxed);
+        self.inner.shutdown.send_replace(true);
+        let mut tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.listeners.lock());
+        tasks.extend(self.inner.peers.write().drain().map(|(_, p)| p.task));
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Inner {
+    fn local_id(&self) -> u64 {
+        self.local_id.load(Ordering::Relaxed)
+    }
+
+    fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(Ordering::Relaxed)
+    }
+
+    fn peer_urls(&self, id: u64) -> Option<Vec<String>> {
+        self.peers.read().get(&id).map(|p| p.urls.borrow().clone())
+    }
+
+    /// A receiver that resolves when `stop` is called.
+    fn shutdown_rx(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Opens a connection of `kind` to peer `to` at `url`; a status 3 answer is reported
+    /// to the handler.
+    async fn connect(
+        &self,
+        url: &str,
+        kind: wire::Kind,
+        to: u64,
+    ) -> Result<tokio::net::TcpStream, Error> {
+        let pre = wire::Preamble {
+            kind,
+            from: self.local_id(),
+            to,
+            cluster: self.cluster_id(),
+        };
+        let res = wire::handshake(url, pre, CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT).await;
+        if let Err(Error::Refused {
+            status: wire::STATUS_REMOVED,
+            ..
+        }) = &res
+        {
+            self.handler.on_removed();
+        }
+        res
+    }
+}
+
+/// Asks the members at `peer_urls`, in turn, for their member list (a members query);
+/// returns the first answer (the bytes of the peer's [`Handler::members`]). `timeout`
+/// bounds each attempt.
+pub(crate) async fn fetch_members(
+    peer_urls: &[String],
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let mut errors = Vec::new();
+    for url in peer_urls {
+        let attempt = async {
+            let pre = wire::Preamble {
+                kind: wire::Kind::Members,
+                from: 0,
+                to: 0,
+                cluster: 0,
+            };
+            let mut s = wire::handshake(url, pre, timeout, timeout).await?;
+            match wire::read_frame(&mut s).await? {
+                Some(b) => Ok(b.to_vec()),
+                None => Err(Error::Protocol("connection closed before the member list")),
+            }
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(members)) => return Ok(members),
+            Ok(Err(e)) => errors.push(format!("{url}: {e}")),
+            Err(_) => errors.push(format!("{url}: timed out")),
+        }
+    }
+    if errors.is_empty() {
+        return Err("no peer URLs to ask for the member list".to_string());
+    }
+    Err(format!(
+        "could not fetch the member list: {}",
+        errors.join("; ")
+    ))
+}

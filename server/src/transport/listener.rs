@@ -1,0 +1,154 @@
+//! The accepting side: validates preambles and serves raft streams, snapshot transfers
+//! and members queries.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::wire::{self, Kind, Preamble};
+use super::{snapshot, Error, Inner, HANDSHAKE_TIMEOUT, LOG_EVERY};
+
+/// Read buffer of a raft stream.
+const READ_BUF: usize = 256 << 10;
+
+/// Accepts connections until the transport stops (the task is aborted).
+pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let inner2 = inner.clone();
+                inner.rt.spawn(async move {
+                    if let Err(e) = serve(&inner2, stream, addr).await {
+                        tracing::debug!(%addr, error = %e, "peer connection ended");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of descriptors and the like: pause instead of spinning.
+                if last_error_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    last_error_log = Some(Instant::now());
+                    tracing::warn!(error = %e, "accepting a peer connection failed");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one accepted connection.
+async fn serve(inner: &Arc<Inner>, mut stream: TcpStream, addr: SocketAddr) -> Result<(), Error> {
+    stream.set_nodelay(true)?;
+    let mut raw = [0u8; wire::PREAMBLE_LEN];
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut raw))
+        .await
+        .map_err(|_| Error::Timeout("waiting for a preamble"))??;
+    let pre = match Preamble::decode(&raw) {
+        Ok(p) => p,
+        Err(reason) => {
+            tracing::warn!(%addr, reason, "refusing a peer connection");
+            return refuse(stream, wire::STATUS_BAD_PREAMBLE, reason).await;
+        }
+    };
+    if pre.kind == Kind::Members {
+        stream
+            .write_all(&wire::encode_reply(wire::STATUS_OK, ""))
+            .await?;
+        let members = inner.handler.members();
+        wire::write_frame(&mut stream, &members).await?;
+        stream.shutdown().await?;
+        return Ok(());
+    }
+    if let Some((status, reason)) = check(inner, &pre) {
+        log_refusal(inner, &pre, addr, status, &reason);
+        return refuse(stream, status, &reason).await;
+    }
+    stream
+        .write_all(&wire::encode_reply(wire::STATUS_OK, ""))
+        .await?;
+    match pre.kind {
+        Kind::Raft => read_stream(inner, stream, pre.from).await,
+        Kind::Snapshot => snapshot::receive(inner, stream).await,
+        Kind::Members => Ok(()),
+    }
+}
+
+/// Why a raft or snapshot connection is refused, if it is.
+fn check(inner: &Inner, pre: &Preamble) -> Option<(u8, String)> {
+    let cluster = inner.cluster_id();
+    if cluster != 0 && pre.cluster != cluster {
+        return Some((
+            wire::STATUS_CLUSTER_MISMATCH,
+            format!(
+                "cluster ID mismatch: local {cluster:x}, remote {:x}",
+                pre.cluster
+            ),
+        ));
+    }
+    let local = inner.local_id();
+    if pre.to != local {
+        return Some((
+            wire::STATUS_WRONG_MEMBER,
+            format!("this is member {local:x}, not member {:x}", pre.to),
+        ));
+    }
+    if inner.handler.is_removed(pre.from) {
+        return Some((wire::STATUS_REMOVED, wire::REASON_REMOVED.to_string()));
+    }
+    None
+}
+
+async fn refuse(mut stream: TcpStream, status: u8, reason: &str) -> Result<(), Error> {
+    stream
+        .write_all(&wire::encode_reply(status, reason))
+        .await?;
+    stream.shutdown().await?;
+    Ok(())
+}
+
+/// Logs a refusal once per (peer, status) every [`LOG_EVERY`].
+fn log_refusal(inner: &Inner, pre: &Preamble, addr: SocketAddr, status: u8, reason: &str) {
+    let mut logged = inner.refusal_logged.lock();
+    if logged.len() > 1024 {
+        logged.clear();
+    }
+    let last = logged.entry((pre.from, status)).or_insert_with(|| {
+        Instant::now()
+            .checked_sub(LOG_EVERY)
+            .unwrap_or_else(Instant::now)
+    });
+    if last.elapsed() >= LOG_EVERY {
+        *last = Instant::now();
+        tracing::warn!(%addr, from = %format_args!("{:x}", pre.from), status, reason, "refusing a peer connection");
+    } else {
+        tracing::debug!(%addr, from = %format_args!("{:x}", pre.from), status, reason, "refusing a peer connection");
+    }
+}
+
+/// Delivers the raft messages of one stream until it ends or the transport stops.
+async fn read_stream(inner: &Arc<Inner>, stream: TcpStream, from: u64) -> Result<(), Error> {
+    let peer = format!("{from:x}");
+    tracing::debug!(peer = %peer, "raft stream from peer opened");
+    let mut shutdown = inner.shutdown_rx();
+    let mut r = BufReader::with_capacity(READ_BUF, stream);
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            f = wire::read_frame(&mut r) => f?,
+        };
+        let Some(frame) = frame else {
+            tracing::debug!(peer = %peer, "raft stream from peer closed");
+            return Ok(());
+        };
+        let m = wire::decode_message(&frame)?;
+        if m.from != from {
+            tracing::warn!(peer = %peer, message_from = %format_args!("{:x}", m.from), "dropping a raft message whose sender differs from its stream's");
+            continue;
+        }
+        inner.handler.on_message(m);
+    }
+}
