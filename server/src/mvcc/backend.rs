@@ -99,29 +99,46 @@ impl Backend {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
         }
-        let db = open_db(path)?;
-        let be = Backend {
+        let db = Self::open_file(path)?;
+        Ok(Backend {
             db: RwLock::new(Arc::new(db)),
             path: path.to_path_buf(),
             buf: Arc::new(RwLock::new(Buffers::default())),
             committer: parking_lot::Mutex::new(None),
-        };
-        be.create_buckets()?;
-        Ok(be)
+        })
     }
 
-    fn create_buckets(&self) -> Result<()> {
-        let db = self.db();
-        let rtx = db.begin_read().map_err(engine_err)?;
-        if BUCKETS.iter().all(|b| rtx.bucket(b).is_some()) {
-            return Ok(());
-        }
-        drop(rtx);
-        let mut tx = db.begin_write().map_err(engine_err)?;
-        for b in BUCKETS {
-            tx.create_bucket_if_not_exists(b).map_err(engine_err)?;
-        }
-        tx.commit().map_err(engine_err)
+    /// Opens an engine file (not yet this backend's) and makes sure etcd's buckets exist:
+    /// the first step of installing a received backend, which must not disturb this one.
+    pub(crate) fn open_file(path: &Path) -> Result<Db> {
+        let db = open_db(path)?;
+        create_buckets(&db)?;
+        Ok(db)
+    }
+
+    /// Moves `file` over this backend's file (rename, then directory fsync): the first
+    /// half of installing a received backend. The engine handle in use still reads the
+    /// old (now unlinked) file until [`swap`](Self::swap). A failed rename is returned;
+    /// after a failed directory fsync the member must stop.
+    pub(crate) fn move_in(&self, file: &Path) -> Result<()> {
+        std::fs::rename(file, &self.path).map_err(|e| {
+            Error::Internal(format!(
+                "install {} as {}: {e}",
+                file.display(),
+                self.path.display()
+            ))
+        })?;
+        sync_dir(&self.path)
+    }
+
+    /// Swaps in the engine handle of the file [`move_in`](Self::move_in) installed and
+    /// discards the staged batches (the new file replaces the whole state). Apply loop
+    /// only, after [`wait_committed`](Self::wait_committed). Read transactions already
+    /// open keep reading the old file until dropped.
+    pub(crate) fn swap(&self, db: Db) {
+        let mut bufs = self.buf.write();
+        *bufs = Buffers::default();
+        *self.db.write() = Arc::new(db);
     }
 
     /// The current engine handle (replaced by defragmentation).
@@ -305,15 +322,34 @@ impl Backend {
         guard.compact_into(&tmp).map_err(engine_err)?;
         std::fs::rename(&tmp, &self.path)
             .map_err(|e| Error::Internal(format!("defrag rename: {e}")))?;
-        if let Some(dir) = self.path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                d.sync_all()
-                    .map_err(|e| Error::Internal(format!("defrag dir sync: {e}")))?;
-            }
-        }
+        sync_dir(&self.path)?;
         *guard = Arc::new(open_db(&self.path)?);
         Ok(())
     }
+}
+
+/// Fsyncs the directory holding `path` (makes a rename into it durable).
+fn sync_dir(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            d.sync_all()
+                .map_err(|e| Error::Internal(format!("sync {}: {e}", dir.display())))?;
+        }
+    }
+    Ok(())
+}
+
+fn create_buckets(db: &Db) -> Result<()> {
+    let rtx = db.begin_read().map_err(engine_err)?;
+    if BUCKETS.iter().all(|b| rtx.bucket(b).is_some()) {
+        return Ok(());
+    }
+    drop(rtx);
+    let mut tx = db.begin_write().map_err(engine_err)?;
+    for b in BUCKETS {
+        tx.create_bucket_if_not_exists(b).map_err(engine_err)?;
+    }
+    tx.commit().map_err(engine_err)
 }
 
 fn open_db(path: &Path) -> Result<Db> {

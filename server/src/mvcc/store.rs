@@ -3,6 +3,14 @@
 //!
 //! Writes happen only in the apply loop through [`WriteTxn`]; a write request's changes
 //! become visible to readers at once when [`WriteTxn::end`] publishes its revision.
+//!
+//! The whole state (backend file, index, current and compact revisions) can be replaced
+//! by a backend received from the raft leader ([`Store::replace`]). The index sits behind
+//! a read-write lock that every read holds shared for its whole duration (a [`View`]);
+//! `replace` builds the new index aside and holds the lock exclusively only to swap the
+//! file handle, the index and the revisions, so a read sees either the old state or the
+//! new one, never a mix. Nothing takes the lock twice on one thread: a `View` (and a
+//! `WriteTxn`, which holds one) does its reads through itself.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -10,7 +18,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use cairn_engine::ReadTx;
 use cairn_index::{Index, Revision};
+use parking_lot::{RwLock, RwLockReadGuard};
 use prost::Message;
 
 use super::backend::{
@@ -38,13 +48,15 @@ pub(crate) trait Observer: Send + Sync {
 /// The revision store.
 pub(crate) struct Store {
     pub(crate) backend: Backend,
-    index: Index,
+    /// Held shared by every read, exclusively by [`Store::replace`] while it swaps.
+    index: RwLock<Index>,
     current_rev: AtomicI64,
     compact_rev: AtomicI64,
     observer: OnceLock<Arc<dyn Observer>>,
 }
 
-/// What the store recovered from the backend at open.
+/// What the store recovered from the backend at open (or at [`Store::replace`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Recovered {
     pub(crate) consistent_index: u64,
     pub(crate) term: u64,
@@ -60,73 +72,144 @@ fn read_u64(v: Option<Vec<u8>>) -> u64 {
     .unwrap_or(0)
 }
 
+/// The state read from a backend file: the index and revisions, and what to report.
+struct Loaded {
+    index: Index,
+    current: i64,
+    compact: i64,
+    recovered: Recovered,
+}
+
+/// Reads the meta keys and rebuilds the index from the `key` bucket of `tx`.
+fn load(tx: &ReadTx) -> Result<Loaded> {
+    let meta = |k: &[u8]| -> Option<Vec<u8>> {
+        tx.bucket(META).and_then(|b| b.get(k).map(<[u8]>::to_vec))
+    };
+    let ci = read_u64(meta(META_CONSISTENT_INDEX));
+    let term = read_u64(meta(META_TERM));
+    let rev_of = |v: Option<Vec<u8>>| -> Option<i64> {
+        v.and_then(|v| revkey::decode(&v).map(|(r, _)| r.main))
+    };
+    let scheduled = rev_of(meta(META_SCHEDULED_COMPACT));
+    let finished = rev_of(meta(META_FINISHED_COMPACT));
+
+    let index = Index::new();
+    let mut current = 1i64;
+    if let Some(b) = tx.bucket(KEY) {
+        let mut c = b.cursor();
+        let mut item = c.first();
+        while let Some((k, v)) = item {
+            if let Some((rev, tomb)) = revkey::decode(k) {
+                let kv = KeyValue::decode(v).map_err(|e| {
+                    Error::Internal(format!("corrupt value at revision {rev}: {e}"))
+                })?;
+                let res = if tomb {
+                    index.restore_tombstone(&kv.key, rev)
+                } else {
+                    index.restore_put(&kv.key, rev, kv.create_revision, kv.version)
+                };
+                if let Err(e) = res {
+                    tracing::warn!(%rev, error = %e, "index restore skipped a revision");
+                }
+                current = current.max(rev.main);
+            }
+            item = c.next();
+        }
+    }
+    let compact = finished.unwrap_or(-1);
+    let current = current.max(compact);
+    let pending = match (scheduled, finished) {
+        (Some(s), Some(f)) if s > f => Some(s),
+        (Some(s), None) => Some(s),
+        _ => None,
+    };
+    tracing::info!(
+        revision = current,
+        compact_revision = compact,
+        consistent_index = ci,
+        keys = index.len(),
+        "restored revision store"
+    );
+    Ok(Loaded {
+        index,
+        current,
+        compact,
+        recovered: Recovered {
+            consistent_index: ci,
+            term,
+            pending_compaction: pending,
+        },
+    })
+}
+
 impl Store {
     /// Opens the backend file and rebuilds the index from the `key` bucket.
     pub(crate) fn open(path: &Path) -> Result<(Store, Recovered)> {
         let backend = Backend::open(path)?;
-        let ci = read_u64(backend.get_committed(META, META_CONSISTENT_INDEX)?);
-        let term = read_u64(backend.get_committed(META, META_TERM)?);
-        let rev_of = |v: Option<Vec<u8>>| -> Option<i64> {
-            v.and_then(|v| revkey::decode(&v).map(|(r, _)| r.main))
-        };
-        let scheduled = rev_of(backend.get_committed(META, META_SCHEDULED_COMPACT)?);
-        let finished = rev_of(backend.get_committed(META, META_FINISHED_COMPACT)?);
-
-        let index = Index::new();
-        let mut current = 1i64;
-        {
-            let tx = backend.read_tx()?;
-            if let Some(b) = tx.bucket(KEY) {
-                let mut c = b.cursor();
-                let mut item = c.first();
-                while let Some((k, v)) = item {
-                    if let Some((rev, tomb)) = revkey::decode(k) {
-                        let kv = KeyValue::decode(v).map_err(|e| {
-                            Error::Internal(format!("corrupt value at revision {rev}: {e}"))
-                        })?;
-                        let res = if tomb {
-                            index.restore_tombstone(&kv.key, rev)
-                        } else {
-                            index.restore_put(&kv.key, rev, kv.create_revision, kv.version)
-                        };
-                        if let Err(e) = res {
-                            tracing::warn!(%rev, error = %e, "index restore skipped a revision");
-                        }
-                        current = current.max(rev.main);
-                    }
-                    item = c.next();
-                }
-            }
-        }
-        let compact = finished.unwrap_or(-1);
-        let current = current.max(compact);
-        let pending = match (scheduled, finished) {
-            (Some(s), Some(f)) if s > f => Some(s),
-            (Some(s), None) => Some(s),
-            _ => None,
-        };
-        tracing::info!(
-            revision = current,
-            compact_revision = compact,
-            consistent_index = ci,
-            keys = index.len(),
-            "restored revision store"
-        );
+        let loaded = load(&backend.read_tx()?)?;
         let store = Store {
             backend,
-            index,
-            current_rev: AtomicI64::new(current),
-            compact_rev: AtomicI64::new(compact),
+            index: RwLock::new(loaded.index),
+            current_rev: AtomicI64::new(loaded.current),
+            compact_rev: AtomicI64::new(loaded.compact),
             observer: OnceLock::new(),
         };
-        Ok((
-            store,
-            Recovered {
-                consistent_index: ci,
-                term,
-                pending_compaction: pending,
-            },
-        ))
+        Ok((store, loaded.recovered))
+    }
+
+    /// Replaces the whole state with the backend file `file` (one received from the
+    /// leader): waits for the commit in flight, opens and checks `file` and rebuilds its
+    /// index aside (an unreadable or corrupt file is an error and changes nothing), then
+    /// renames it over the backend file (directory fsynced) and swaps the engine handle,
+    /// the index and the revisions at once; the staged batches are discarded. Apply loop
+    /// only. The observer is not told (the caller moves watchers and reloads leases).
+    /// An error after the rename (directory fsync) leaves the old state serving but the
+    /// new file in place: the member must stop.
+    pub(crate) fn replace(&self, file: &Path) -> Result<Recovered> {
+        self.backend.wait_committed()?;
+        // Opening creates a missing or empty file: a received backend is never either.
+        match std::fs::metadata(file) {
+            Ok(m) if m.is_file() && m.len() > 0 => {}
+            Ok(_) => {
+                return Err(Error::Internal(format!(
+                    "received backend {} is empty",
+                    file.display()
+                )))
+            }
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "received backend {}: {e}",
+                    file.display()
+                )))
+            }
+        }
+        let db = Backend::open_file(file)?;
+        let problems = db.check();
+        if let Some(p) = problems.first() {
+            return Err(Error::Internal(format!(
+                "received backend {} is corrupt ({} problems, first: {p:?})",
+                file.display(),
+                problems.len()
+            )));
+        }
+        let loaded = load(&db.begin_read().map_err(super::backend::engine_err)?)?;
+        self.backend.move_in(file)?;
+        let mut index = self.index.write();
+        self.backend.swap(db);
+        *index = loaded.index;
+        self.current_rev.store(loaded.current, Ordering::Release);
+        self.compact_rev.store(loaded.compact, Ordering::Release);
+        drop(index);
+        Ok(loaded.recovered)
+    }
+
+    /// A consistent read view: holds the state shared until dropped (see the module
+    /// doc). Do not take a second one on the same thread while holding it.
+    pub(crate) fn view(&self) -> View<'_> {
+        View {
+            store: self,
+            index: self.index.read(),
+        }
     }
 
     /// The current (published) revision.
@@ -144,150 +227,38 @@ impl Store {
         let _ = self.observer.set(o);
     }
 
-    /// Revisions in `[key, end)` with main revision at or above `rev`, sorted (watch
-    /// catch-up; see `cairn_index::Index::range_since`).
-    pub(crate) fn revisions_since(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<Revision> {
-        self.index.range_since(key, end, rev)
-    }
-
-    /// The changes stored under `revs` as watch events (no prev_kv); revisions no longer
-    /// in the backend (compacted meanwhile) are skipped.
-    pub(crate) fn events_at(&self, revs: &[Revision]) -> Result<Vec<Event>> {
-        let keys: Vec<Vec<u8>> = revs.iter().map(|r| revkey::encode(*r, false)).collect();
-        let vals = self.backend.get_keys(&keys)?;
-        let mut out = Vec::with_capacity(revs.len());
-        for (r, v) in revs.iter().zip(vals) {
-            let (v, tomb) = match v {
-                Some(v) => (v, false),
-                None => match self.backend.get_keys(&[revkey::encode(*r, true)])?.pop() {
-                    Some(Some(v)) => (v, true),
-                    _ => continue,
-                },
-            };
-            let mut kv =
-                KeyValue::decode(v).map_err(|e| Error::Internal(format!("corrupt value: {e}")))?;
-            let ty = if tomb {
-                kv = KeyValue {
-                    key: kv.key,
-                    mod_revision: r.main,
-                    ..Default::default()
-                };
-                EventType::Delete
-            } else {
-                EventType::Put
-            };
-            out.push(Event {
-                r#type: ty as i32,
-                kv: Some(kv),
-                prev_kv: None,
-            });
-        }
-        Ok(out)
-    }
-
     /// The key-value of `key` as of revision `rev` (None if absent or compacted).
     pub(crate) fn get_kv_at(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
-        if rev < self.compact_rev() || rev <= 0 {
-            return Ok(None);
-        }
-        self.get_at(key, rev)
+        self.view().get_kv_at(key, rev)
     }
 
     /// Range at the current revision (readers).
     pub(crate) fn range(&self, r: &RangeRequest) -> Result<RangeResponse> {
-        self.range_at(r, self.rev())
+        self.view().range(r)
     }
 
-    fn fetch(&self, revs: &[Revision]) -> Result<Vec<KeyValue>> {
-        let keys: Vec<Vec<u8>> = revs.iter().map(|r| revkey::encode(*r, false)).collect();
-        let vals = self.backend.get_keys(&keys)?;
-        let mut out = Vec::with_capacity(vals.len());
-        for v in vals.into_iter().flatten() {
-            let kv =
-                KeyValue::decode(v).map_err(|e| Error::Internal(format!("corrupt value: {e}")))?;
-            out.push(kv);
-        }
-        Ok(out)
+    /// Range at the current revision, and that revision (for the response header), read
+    /// in one view: a serializable read never mixes states across a [`replace`](Self::replace).
+    #[allow(dead_code)] // TODO(lead): api/kv.rs range should use it (see snapshot.rs)
+    pub(crate) fn range_current(&self, r: &RangeRequest) -> Result<(RangeResponse, i64)> {
+        let v = self.view();
+        let cur = self.rev();
+        Ok((v.range_at(r, cur)?, cur))
     }
 
-    /// etcd's Range (apply.go Range + kvstore_txn.go rangeKeys) with `cur` as the
-    /// current revision. The header is left to the caller.
+    /// etcd's Range with `cur` as the current revision (see [`View::range_at`]).
     pub(crate) fn range_at(&self, r: &RangeRequest, cur: i64) -> Result<RangeResponse> {
-        if r.revision > cur {
-            return Err(Error::FutureRev);
-        }
-        let rev = if r.revision <= 0 { cur } else { r.revision };
-        if rev < self.compact_rev() {
-            return Err(Error::Compacted);
-        }
-        if r.count_only {
-            let total = self.index.count_revisions(&r.key, &r.range_end, rev);
-            return Ok(RangeResponse {
-                count: total as i64,
-                ..Default::default()
-            });
-        }
-        let sort_order = r.sort_order();
-        let filtered = sort_order != range_request::SortOrder::None
-            || r.min_mod_revision != 0
-            || r.max_mod_revision != 0
-            || r.min_create_revision != 0
-            || r.max_create_revision != 0;
-        let mut limit = if filtered || r.limit <= 0 {
-            0
-        } else {
-            r.limit as usize
-        };
-        if limit > 0 {
-            limit += 1;
-        }
-        let (revs, total) = self.index.revisions(&r.key, &r.range_end, rev, limit);
-        let mut kvs = self.fetch(&revs)?;
-        if r.max_mod_revision != 0 {
-            kvs.retain(|kv| kv.mod_revision <= r.max_mod_revision);
-        }
-        if r.min_mod_revision != 0 {
-            kvs.retain(|kv| kv.mod_revision >= r.min_mod_revision);
-        }
-        if r.max_create_revision != 0 {
-            kvs.retain(|kv| kv.create_revision <= r.max_create_revision);
-        }
-        if r.min_create_revision != 0 {
-            kvs.retain(|kv| kv.create_revision >= r.min_create_revision);
-        }
-        sort_kvs(&mut kvs, r);
-        let mut more = false;
-        if r.limit > 0 && kvs.len() > r.limit as usize {
-            kvs.truncate(r.limit as usize);
-            more = true;
-        }
-        if r.keys_only {
-            for kv in &mut kvs {
-                kv.value = Bytes::new();
-            }
-        }
-        Ok(RangeResponse {
-            header: None,
-            kvs,
-            more,
-            count: total as i64,
-        })
+        self.view().range_at(r, cur)
     }
 
     /// Starts the write of one request (apply loop only).
     pub(crate) fn write(&self) -> WriteTxn<'_> {
+        let view = self.view();
         WriteTxn {
-            store: self,
             begin: self.rev(),
+            view,
             sub: 0,
             events: Vec::new(),
-        }
-    }
-
-    fn get_at(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
-        match self.index.get(key, rev) {
-            Ok(at) => Ok(self.fetch(&[at.modified])?.into_iter().next()),
-            Err(_) => Ok(None),
         }
     }
 
@@ -317,7 +288,7 @@ impl Store {
             Bytes::from_static(META_SCHEDULED_COMPACT),
             rev_bytes.clone(),
         );
-        let keep = self.index.compact(rev);
+        let keep = self.index.read().compact(rev);
         let end = revkey::encode(Revision::new(rev + 1, 0), false);
         // Staged (not yet committed) revisions first.
         for k in self.backend.staged_keys() {
@@ -379,6 +350,7 @@ impl Store {
     /// revision key and value up to `rev`, skipping compacted-away ones. The caller
     /// commits the staged batch first. Returns (hash, compact revision, hash revision).
     pub(crate) fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let index = self.index.read();
         let compact = self.compact_rev();
         let cur = self.rev();
         if rev > 0 && rev < compact {
@@ -388,7 +360,7 @@ impl Store {
             return Err(Error::FutureRev);
         }
         let rev = if rev <= 0 { cur } else { rev };
-        let keep: HashSet<Revision> = self.index.keep(rev);
+        let keep: HashSet<Revision> = index.keep(rev);
         let mut h = 0u32;
         h = crc32c::crc32c_append(h, KEY);
         let tx = self.backend.read_tx()?;
@@ -436,6 +408,157 @@ impl Store {
     }
 }
 
+/// A consistent read view of the store ([`Store::view`]): the state cannot be replaced
+/// while it lives.
+pub(crate) struct View<'a> {
+    store: &'a Store,
+    index: RwLockReadGuard<'a, Index>,
+}
+
+impl View<'_> {
+    /// Revisions in `[key, end)` with main revision at or above `rev`, sorted (watch
+    /// catch-up; see `cairn_index::Index::range_since`).
+    pub(crate) fn revisions_since(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<Revision> {
+        self.index.range_since(key, end, rev)
+    }
+
+    /// The changes stored under `revs` as watch events (no prev_kv); revisions no longer
+    /// in the backend (compacted meanwhile) are skipped.
+    pub(crate) fn events_at(&self, revs: &[Revision]) -> Result<Vec<Event>> {
+        let keys: Vec<Vec<u8>> = revs.iter().map(|r| revkey::encode(*r, false)).collect();
+        let vals = self.store.backend.get_keys(&keys)?;
+        let mut out = Vec::with_capacity(revs.len());
+        for (r, v) in revs.iter().zip(vals) {
+            let (v, tomb) = match v {
+                Some(v) => (v, false),
+                None => match self
+                    .store
+                    .backend
+                    .get_keys(&[revkey::encode(*r, true)])?
+                    .pop()
+                {
+                    Some(Some(v)) => (v, true),
+                    _ => continue,
+                },
+            };
+            let mut kv =
+                KeyValue::decode(v).map_err(|e| Error::Internal(format!("corrupt value: {e}")))?;
+            let ty = if tomb {
+                kv = KeyValue {
+                    key: kv.key,
+                    mod_revision: r.main,
+                    ..Default::default()
+                };
+                EventType::Delete
+            } else {
+                EventType::Put
+            };
+            out.push(Event {
+                r#type: ty as i32,
+                kv: Some(kv),
+                prev_kv: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The key-value of `key` as of revision `rev` (None if absent or compacted).
+    pub(crate) fn get_kv_at(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+        if rev < self.store.compact_rev() || rev <= 0 {
+            return Ok(None);
+        }
+        self.get_at(key, rev)
+    }
+
+    /// Range at the current revision.
+    pub(crate) fn range(&self, r: &RangeRequest) -> Result<RangeResponse> {
+        self.range_at(r, self.store.rev())
+    }
+
+    fn fetch(&self, revs: &[Revision]) -> Result<Vec<KeyValue>> {
+        let keys: Vec<Vec<u8>> = revs.iter().map(|r| revkey::encode(*r, false)).collect();
+        let vals = self.store.backend.get_keys(&keys)?;
+        let mut out = Vec::with_capacity(vals.len());
+        for v in vals.into_iter().flatten() {
+            let kv =
+                KeyValue::decode(v).map_err(|e| Error::Internal(format!("corrupt value: {e}")))?;
+            out.push(kv);
+        }
+        Ok(out)
+    }
+
+    /// etcd's Range (apply.go Range + kvstore_txn.go rangeKeys) with `cur` as the
+    /// current revision. The header is left to the caller.
+    pub(crate) fn range_at(&self, r: &RangeRequest, cur: i64) -> Result<RangeResponse> {
+        if r.revision > cur {
+            return Err(Error::FutureRev);
+        }
+        let rev = if r.revision <= 0 { cur } else { r.revision };
+        if rev < self.store.compact_rev() {
+            return Err(Error::Compacted);
+        }
+        if r.count_only {
+            let total = self.index.count_revisions(&r.key, &r.range_end, rev);
+            return Ok(RangeResponse {
+                count: total as i64,
+                ..Default::default()
+            });
+        }
+        let sort_order = r.sort_order();
+        let filtered = sort_order != range_request::SortOrder::None
+            || r.min_mod_revision != 0
+            || r.max_mod_revision != 0
+            || r.min_create_revision != 0
+            || r.max_create_revision != 0;
+        let mut limit = if filtered || r.limit <= 0 {
+            0
+        } else {
+            r.limit as usize
+        };
+        if limit > 0 {
+            limit += 1;
+        }
+        let (revs, total) = self.index.revisions(&r.key, &r.range_end, rev, limit);
+        let mut kvs = self.fetch(&revs)?;
+        if r.max_mod_revision != 0 {
+            kvs.retain(|kv| kv.mod_revision <= r.max_mod_revision);
+        }
+        if r.min_mod_revision != 0 {
+            kvs.retain(|kv| kv.mod_revision >= r.min_mod_revision);
+        }
+        if r.max_create_revision != 0 {
+            kvs.retain(|kv| kv.create_revision <= r.max_create_revision);
+        }
+        if r.min_create_revision != 0 {
+            kvs.retain(|kv| kv.create_revision >= r.min_create_revision);
+        }
+        sort_kvs(&mut kvs, r);
+        let mut more = false;
+        if r.limit > 0 && kvs.len() > r.limit as usize {
+            kvs.truncate(r.limit as usize);
+            more = true;
+        }
+        if r.keys_only {
+            for kv in &mut kvs {
+                kv.value = Bytes::new();
+            }
+        }
+        Ok(RangeResponse {
+            header: None,
+            kvs,
+            more,
+            count: total as i64,
+        })
+    }
+
+    fn get_at(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+        match self.index.get(key, rev) {
+            Ok(at) => Ok(self.fetch(&[at.modified])?.into_iter().next()),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
 fn sort_kvs(kvs: &mut [KeyValue], r: &RangeRequest) {
     use range_request::{SortOrder, SortTarget};
     let mut order = r.sort_order();
@@ -463,7 +586,7 @@ fn sort_kvs(kvs: &mut [KeyValue], r: &RangeRequest) {
 /// The changes of one write request (apply loop only). All of them share one main
 /// revision; [`end`](Self::end) publishes it if anything changed.
 pub(crate) struct WriteTxn<'a> {
-    store: &'a Store,
+    view: View<'a>,
     begin: i64,
     sub: i64,
     events: Vec<Event>,
@@ -485,16 +608,17 @@ impl WriteTxn<'_> {
     }
 
     pub(crate) fn range(&self, r: &RangeRequest) -> Result<RangeResponse> {
-        self.store.range_at(r, self.read_rev())
+        self.view.range_at(r, self.read_rev())
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        self.store.get_at(key, self.read_rev())
+        self.view.get_at(key, self.read_rev())
     }
 
     /// Whether lease `id` exists (asks the observer; none without one).
     pub(crate) fn lease_exists(&self, id: i64) -> bool {
-        self.store
+        self.view
+            .store
             .observer
             .get()
             .is_some_and(|o| o.lease_exists(id))
@@ -504,7 +628,7 @@ impl WriteTxn<'_> {
     pub(crate) fn put(&mut self, key: Bytes, value: Bytes, lease: i64) -> Result<()> {
         let main = self.begin + 1;
         let rev = Revision::new(main, self.sub);
-        let (create, version) = match self.store.index.get(&key, main) {
+        let (create, version) = match self.view.index.get(&key, main) {
             Ok(at) => (at.created.main, at.version + 1),
             Err(_) => (main, 1),
         };
@@ -516,7 +640,7 @@ impl WriteTxn<'_> {
             value,
             lease,
         };
-        self.store.backend.put(
+        self.view.store.backend.put(
             KEY,
             Bytes::from(revkey::encode(rev, false)),
             Bytes::from(kv.encode_to_vec()),
@@ -526,7 +650,7 @@ impl WriteTxn<'_> {
             kv: Some(kv),
             prev_kv: None,
         });
-        self.store
+        self.view
             .index
             .put(&key, rev)
             .map_err(|e| Error::Internal(format!("index: {e}")))?;
@@ -536,11 +660,11 @@ impl WriteTxn<'_> {
 
     /// Deletes every key of the range; returns the deleted key-values (previous state).
     pub(crate) fn delete_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>> {
-        let (keys, revs) = self.store.index.range(key, end, self.read_rev());
+        let (keys, revs) = self.view.index.range(key, end, self.read_rev());
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let prev = self.store.fetch(&revs)?;
+        let prev = self.view.fetch(&revs)?;
         let main = self.begin + 1;
         for (i, k) in keys.into_iter().enumerate() {
             let rev = Revision::new(main, self.sub);
@@ -548,7 +672,7 @@ impl WriteTxn<'_> {
                 key: k.clone(),
                 ..Default::default()
             };
-            self.store.backend.put(
+            self.view.store.backend.put(
                 KEY,
                 Bytes::from(revkey::encode(rev, true)),
                 Bytes::from(tomb.encode_to_vec()),
@@ -562,7 +686,7 @@ impl WriteTxn<'_> {
                 }),
                 prev_kv: prev.get(i).filter(|p| p.key == k).cloned(),
             });
-            self.store
+            self.view
                 .index
                 .tombstone(&k, rev)
                 .map_err(|e| Error::Internal(format!("index: {e}")))?;
@@ -574,10 +698,11 @@ impl WriteTxn<'_> {
     /// Publishes the revision if anything changed; returns the revision to report.
     pub(crate) fn end(self) -> i64 {
         if self.sub > 0 {
-            self.store
+            self.view
+                .store
                 .current_rev
                 .store(self.begin + 1, Ordering::Release);
-            if let Some(o) = self.store.observer.get() {
+            if let Some(o) = self.view.store.observer.get() {
                 o.on_revision(self.begin + 1, self.events);
             }
             self.begin + 1

@@ -16,6 +16,12 @@
 //!   watchers are synced and none starts in the future, under the hub lock, so the answer
 //!   is queued after every event it vouches for; otherwise it is deferred until then.
 //!   Periodic notifications go to synced `progress_notify` watchers every interval.
+//! - Restore: when the store is replaced by a backend from the leader,
+//!   [`WatchHub::restore`] jumps the hub to the new revision and moves every synced
+//!   watcher that has revisions to receive back to catch-up from its next revision, so
+//!   it gets what it has not seen from the new history (or etcd's compacted cancel). A
+//!   catch-up batch read before the restore is dropped (the hub's epoch changed) and read
+//!   again from the new store.
 
 pub(crate) mod queue;
 
@@ -118,8 +124,10 @@ struct Entry {
 
 #[derive(Default)]
 struct HubState {
-    /// Last revision passed to `notify` (or the store revision at start).
+    /// Last revision passed to `notify` (or the store revision at start or restore).
     rev: i64,
+    /// Bumped by each restore: a catch-up read under an older epoch is stale.
+    epoch: u64,
     next_handle: u64,
     watchers: HashMap<u64, Entry>,
     /// Single-key watchers by key.
@@ -260,6 +268,29 @@ impl WatchHub {
         }
     }
 
+    /// The store was replaced by a backend at revision `rev` (apply loop, right after
+    /// [`Store::replace`](crate::mvcc::Store::replace)): every synced watcher with
+    /// revisions up to `rev` still to receive catches up from its next revision, from the
+    /// new store. Watchers waiting for later revisions stay synced.
+    pub(crate) fn restore(&self, rev: i64) {
+        let mut st = self.st.lock();
+        st.rev = rev;
+        st.epoch += 1;
+        let HubState {
+            watchers, unsynced, ..
+        } = &mut *st;
+        for (h, e) in watchers.iter_mut() {
+            if e.synced && e.next_rev <= rev {
+                e.synced = false;
+                unsynced.insert(*h);
+            }
+        }
+        let moved = unsynced.len();
+        drop(st);
+        tracing::info!(revision = rev, catching_up = moved, "watch hub restored");
+        self.wake.notify_one();
+    }
+
     /// Answers a stream's progress request now if every watcher on it is synced (watch
     /// id -1, the current revision); otherwise defers it.
     pub(crate) fn request_progress(&self, q: &Arc<StreamQueue>) {
@@ -341,15 +372,15 @@ impl WatchHub {
 
     /// One catch-up round; returns true if more work is left.
     fn sync_round(&self, core: &Core) -> bool {
-        let (cur, list): (i64, Vec<(u64, Arc<WatchSpec>, i64)>) = {
+        let (cur, epoch, list) = {
             let st = self.st.lock();
-            let list = st
+            let list: Vec<(u64, Arc<WatchSpec>, i64)> = st
                 .unsynced
                 .iter()
                 .filter_map(|h| st.watchers.get(h).map(|e| (*h, e.spec.clone(), e.next_rev)))
                 .take(SYNC_WATCHERS_PER_ROUND)
                 .collect();
-            (st.rev, list)
+            (st.rev, st.epoch, list)
         };
         let mut more = false;
         let compact = core.store.compact_rev();
@@ -360,6 +391,21 @@ impl WatchHub {
             }
             if next < compact {
                 self.cancel_compacted(h, &spec, compact);
+                continue;
+            }
+            if next > cur {
+                // Waits for revisions the store has not reached (after a restore to an
+                // older revision): nothing to read, live events will reach it.
+                let mut st = self.st.lock();
+                let live = st.rev;
+                if st.epoch == epoch && live == cur {
+                    if let Some(e) = st.watchers.get_mut(&h) {
+                        e.synced = true;
+                        st.unsynced.remove(&h);
+                    }
+                } else {
+                    more = true;
+                }
                 continue;
             }
             if !spec.queue.has_room() {
@@ -373,14 +419,19 @@ impl WatchHub {
                         self.cancel_compacted(h, &spec, compact);
                         continue;
                     }
-                    if !evs.is_empty() && !spec.queue.try_push(spec.response(upto, evs)) {
+                    let mut st = self.st.lock();
+                    if st.epoch != epoch {
+                        // The store was replaced during the read: read again from the new one.
+                        more = true;
                         continue;
                     }
-                    let mut st = self.st.lock();
                     let live = st.rev;
                     let Some(e) = st.watchers.get_mut(&h) else {
                         continue;
                     };
+                    if !evs.is_empty() && !e.spec.queue.try_push(e.spec.response(upto, evs)) {
+                        continue;
+                    }
                     e.next_rev = upto + 1;
                     if upto == cur && live == cur {
                         e.synced = true;
@@ -406,7 +457,9 @@ fn catch_up(
     from: i64,
     cur: i64,
 ) -> crate::error::Result<(Vec<Event>, i64)> {
-    let mut revs = core.store.revisions_since(&spec.key, &spec.end, from);
+    // One view for both reads: a restore in between would mix two histories.
+    let view = core.store.view();
+    let mut revs = view.revisions_since(&spec.key, &spec.end, from);
     revs.retain(|r| r.main <= cur);
     let mut upto = cur;
     let mut mains = 0usize;
@@ -424,8 +477,7 @@ fn catch_up(
         }
     }
     revs.truncate(cut);
-    let events = core
-        .store
+    let events = view
         .events_at(&revs)?
         .into_iter()
         .filter(|ev| spec.wants(ev))
@@ -491,4 +543,160 @@ pub(crate) fn spawn_syncer(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::mvcc::Store;
+    use crate::snapshot::install;
+    use crate::snapshot::test_support::{commit, core, export, put};
+
+    fn watcher(core: &Core, id: i64, key: &'static [u8], end: &'static [u8]) -> Arc<WatchSpec> {
+        Arc::new(WatchSpec {
+            id,
+            key: Bytes::from_static(key),
+            end: Bytes::from_static(end),
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+            fragment: false,
+            progress_notify: false,
+            queue: Arc::new(StreamQueue::new(core.watch.wake.clone())),
+        })
+    }
+
+    /// Runs catch-up rounds until the syncer has nothing left to do.
+    fn sync(core: &Core) {
+        while core.watch.sync_round(core) {}
+    }
+
+    /// Everything queued on `spec`'s stream: (header revision, [(event revision, value)]),
+    /// and cancel answers as (header revision, [(-compact revision, "")]).
+    fn drain(spec: &WatchSpec) -> Vec<(i64, Vec<(i64, String)>)> {
+        let mut out = Vec::new();
+        while let Some(Some(item)) = spec.queue.pop().now_or_never() {
+            let r = item.resp;
+            assert_eq!(r.watch_id, spec.id);
+            let rev = r.header.map_or(0, |h| h.revision);
+            if r.canceled {
+                out.push((rev, vec![(-r.compact_revision, String::new())]));
+                continue;
+            }
+            let evs = r
+                .events
+                .into_iter()
+                .map(|e| {
+                    let kv = e.kv.unwrap_or_default();
+                    (
+                        kv.mod_revision,
+                        String::from_utf8_lossy(&kv.value).into_owned(),
+                    )
+                })
+                .collect();
+            out.push((rev, evs));
+        }
+        out
+    }
+
+    /// A store whose key `k` is written at revisions 3, 6, 9 and 12 (value "b<rev>").
+    fn other(dir: &std::path::Path) -> Store {
+        let (b, _) = Store::open(&dir.join("other/db")).unwrap();
+        for rev in 2..=12 {
+            let key = if rev % 3 == 0 { "k" } else { "filler" };
+            assert_eq!(put(&b, key, &format!("b{rev}")), rev);
+        }
+        b
+    }
+
+    #[test]
+    fn watchers_catch_up_from_the_installed_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = core(dir.path());
+        for v in ["a2", "a3", "a4"] {
+            put(&c.store, "k", v);
+        }
+        commit(&c.store, 3);
+        let key = watcher(&c, 1, b"k", b"");
+        let range = watcher(&c, 2, b"j", b"l");
+        let past = watcher(&c, 3, b"k", b"");
+        c.watch.add(key.clone(), 0);
+        c.watch.add(range.clone(), 0);
+        c.watch.add(past.clone(), 3);
+        sync(&c);
+        let own = |r: i64| (r, format!("a{r}"));
+        assert_eq!(drain(&past), vec![(4, vec![own(3), own(4)])]);
+        assert!(drain(&key).is_empty());
+
+        let b = other(dir.path());
+        commit(&b, 20);
+        let file = dir.path().join("in.snap.db");
+        export(&b, &file);
+        install(&c, &file).unwrap();
+        assert_eq!(c.watch.rev(), 12);
+        sync(&c);
+        // Each watcher gets what it has not seen (revisions 5..=12), from the new history.
+        let theirs = |r: i64| (r, format!("b{r}"));
+        for w in [&key, &range, &past] {
+            assert_eq!(drain(w), vec![(12, vec![theirs(6), theirs(9), theirs(12)])]);
+        }
+        // And live events afterwards, once.
+        assert_eq!(put(&c.store, "k", "live"), 13);
+        for w in [&key, &range, &past] {
+            assert_eq!(drain(w), vec![(13, vec![(13, "live".to_string())])]);
+        }
+        sync(&c);
+        assert!(drain(&key).is_empty());
+    }
+
+    #[test]
+    fn watchers_behind_the_installed_compaction_are_canceled() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = core(dir.path());
+        put(&c.store, "k", "a2");
+        commit(&c.store, 1);
+        let key = watcher(&c, 7, b"k", b"");
+        c.watch.add(key.clone(), 0);
+
+        let b = other(dir.path());
+        b.compact(8, |be| be.commit(&[])).unwrap();
+        commit(&b, 20);
+        let file = dir.path().join("in.snap.db");
+        export(&b, &file);
+        install(&c, &file).unwrap();
+        assert_eq!(c.store.compact_rev(), 8);
+        sync(&c);
+        assert_eq!(drain(&key), vec![(12, vec![(-8, String::new())])]);
+        // Canceled: a later write reaches nobody.
+        put(&c.store, "k", "live");
+        assert!(drain(&key).is_empty());
+    }
+
+    #[test]
+    fn watchers_ahead_of_the_installed_revision_wait_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = core(dir.path());
+        for i in 2..=20 {
+            put(&c.store, "k", &format!("a{i}"));
+        }
+        commit(&c.store, 19);
+        let key = watcher(&c, 1, b"k", b"");
+        c.watch.add(key.clone(), 0); // next revision 21
+        let b = other(dir.path());
+        commit(&b, 30);
+        let file = dir.path().join("in.snap.db");
+        export(&b, &file);
+        install(&c, &file).unwrap();
+        sync(&c);
+        assert!(drain(&key).is_empty());
+        for i in 13..=21 {
+            assert_eq!(put(&c.store, "k", &format!("c{i}")), i);
+        }
+        sync(&c);
+        assert_eq!(drain(&key), vec![(21, vec![(21, "c21".to_string())])]);
+    }
 }
