@@ -1,20 +1,46 @@
 //! `etcdserverpb.Lease`: LeaseGrant, LeaseRevoke, LeaseKeepAlive, LeaseTimeToLive,
 //! LeaseLeases.
+//!
+//! Grants and revokes are proposals (raft carries them from any member). Keep-alives and
+//! time-to-live answers need the leader's deadlines (only the leader's lessor is primary,
+//! see `crate::lease`), so a follower forwards them over gRPC to the client URL the leader
+//! advertises, as etcd forwards them to its leader:
+//! - one cached channel per leader URL; a keep-alive stream on a follower keeps one
+//!   upstream keep-alive stream to the leader and passes each request through it;
+//! - while no leader is known the request waits, for at most the request timeout, and then
+//!   fails with `etcdserver: no leader`; a leader that cannot be reached is retried until
+//!   the request timeout and then the request fails with `etcdserver: request timed out`;
+//! - forwarded requests carry the [`FORWARDED`] metadata: the receiver serves them only if
+//!   it leads (else `etcdserver: not leader`, and the sender retries), so a request never
+//!   travels in a loop while leadership moves;
+//! - response headers are this member's (etcd fills them where the client is connected).
+//!
+//! Streams opened with `hasleader: true` (clientv3 `WithRequireLeader`) are closed with
+//! `etcdserver: no leader` when this member loses its leader for a while (see
+//! `super::watch::leader_lost`).
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::check_leader;
+use super::watch::{leader_lost, requires_leader, LeaderLost};
 use crate::apply::{ApplyResult, Op};
 use crate::core::Core;
 use crate::error::Error;
-use crate::lease::MAX_LEASE_TTL;
+use crate::lease::{ensure_primary, LeaseIds, MAX_LEASE_TTL};
+use crate::pb::etcdserverpb::lease_client::LeaseClient;
 use crate::pb::etcdserverpb::lease_server::Lease;
 use crate::pb::etcdserverpb::{
     AlarmType, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
@@ -22,38 +48,48 @@ use crate::pb::etcdserverpb::{
     LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 
+/// Metadata key marking a request a follower forwarded to the leader.
+pub(crate) const FORWARDED: &str = "cairn-lease-forwarded";
+/// How long a forwarded request may wait for a leader and its answer (etcd: request
+/// timeout, 5 s + 2 × election timeout).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(7);
+/// Pause between two attempts to reach the leader (etcd: 50 ms).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// How often a request waiting for a leader looks again.
+const LEADER_POLL: Duration = Duration::from_millis(20);
+/// Connect timeout of a channel to the leader.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the leader waits for its apply loop to catch up with its commit index before
+/// answering about a lease it does not know (yet).
+const APPLY_WAIT: Duration = Duration::from_secs(1);
+/// Server-chosen ids tried before giving up on `lease already exists`.
+const ID_ATTEMPTS: usize = 5;
+
 /// The Lease service.
 pub(crate) struct LeaseService {
     core: Arc<Core>,
     /// Source of server-chosen lease ids.
-    next_id: AtomicU64,
+    ids: LeaseIds,
+    forward: Arc<Forwarder>,
 }
 
 impl LeaseService {
     pub(crate) fn new(core: Arc<Core>) -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            ^ core.member.id.rotate_left(17);
         LeaseService {
+            ids: LeaseIds::new(core.member.id),
+            forward: Arc::new(Forwarder {
+                core: core.clone(),
+                channels: Mutex::new(HashMap::new()),
+            }),
             core,
-            next_id: AtomicU64::new(seed),
         }
     }
 
     /// A positive int63 id not in use (etcd takes it from its request id generator).
     fn pick_id(&self) -> i64 {
         loop {
-            // splitmix64 over a counter: distinct, well spread ids.
-            let mut z = self
-                .next_id
-                .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let id = (z & (u64::MAX >> 1)) as i64;
-            if id != 0 && !self.core.lessor.exists(id) {
+            let id = self.ids.next();
+            if !self.core.lessor.exists(id) {
                 return id;
             }
         }
@@ -62,6 +98,295 @@ impl LeaseService {
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
+fn is_forwarded<T>(req: &Request<T>) -> bool {
+    req.metadata().get(FORWARDED).is_some()
+}
+
+fn mark_forwarded<T>(req: &mut Request<T>) {
+    req.metadata_mut()
+        .insert(FORWARDED, MetadataValue::from_static("1"));
+}
+
+/// Waits (briefly) until this member has applied everything committed when called: a
+/// lease granted through another member may be committed but not yet applied here.
+async fn wait_applied(core: &Core) {
+    let target = core.raft.committed.load(Ordering::Acquire);
+    let deadline = Instant::now() + APPLY_WAIT;
+    while core.raft.applied.load(Ordering::Acquire) < target && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Renews lease `id` on this member if it leads; `None` if it does not.
+async fn renew_here(core: &Arc<Core>, id: i64) -> Option<i64> {
+    if !ensure_primary(core) {
+        return None;
+    }
+    if !core.lessor.exists(id) {
+        wait_applied(core).await;
+    }
+    let (ttl, clear) = core.lessor.renew(id)?;
+    if clear {
+        let core = core.clone();
+        tokio::spawn(async move { crate::lease::clear_checkpoint(&core, id).await });
+    }
+    Some(ttl)
+}
+
+/// This member's time-to-live answer if it leads; `None` if it does not.
+async fn time_to_live_here(
+    core: &Core,
+    r: &LeaseTimeToLiveRequest,
+) -> Option<LeaseTimeToLiveResponse> {
+    if !ensure_primary(core) {
+        return None;
+    }
+    if !core.lessor.exists(r.id) {
+        wait_applied(core).await;
+    }
+    let header = Some(core.header(core.store.rev()));
+    Some(match core.lessor.time_to_live(r.id, r.keys) {
+        Some(t) => LeaseTimeToLiveResponse {
+            header,
+            id: r.id,
+            ttl: t.ttl,
+            granted_ttl: t.granted_ttl,
+            keys: t.keys,
+        },
+        None => LeaseTimeToLiveResponse {
+            header,
+            id: r.id,
+            ttl: -1,
+            granted_ttl: 0,
+            keys: Vec::new(),
+        },
+    })
+}
+
+/// Where a keep-alive or time-to-live is served.
+enum Route {
+    /// This member leads.
+    Local,
+    /// Member `id` leads and serves clients on these URLs.
+    Leader(u64, Vec<String>),
+}
+
+/// An upstream keep-alive stream to the leader (one per client stream on a follower).
+struct Upstream {
+    leader: u64,
+    url: String,
+    tx: mpsc::Sender<LeaseKeepAliveRequest>,
+    rx: Streaming<LeaseKeepAliveResponse>,
+}
+
+/// Forwards keep-alives and time-to-live requests to the leader.
+struct Forwarder {
+    core: Arc<Core>,
+    /// One lazily connected channel per leader client URL.
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Forwarder {
+    /// A client on the cached channel to `url` (`None` if it is not a usable URL).
+    fn client(&self, url: &str) -> Option<LeaseClient<Channel>> {
+        let mut chans = self.channels.lock();
+        let ch = match chans.get(url) {
+            Some(ch) => ch.clone(),
+            None => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return None;
+                }
+                let ch = Endpoint::from_shared(url.to_string())
+                    .ok()?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                chans.insert(url.to_string(), ch.clone());
+                ch
+            }
+        };
+        Some(
+            LeaseClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
+    }
+
+    /// Waits until a leader is known (etcd's waitLeader): this member, or another with
+    /// client URLs. `etcdserver: no leader` if none shows up before `deadline`.
+    async fn route(&self, deadline: Instant) -> Result<Route, Status> {
+        loop {
+            if self.core.is_leader() {
+                return Ok(Route::Local);
+            }
+            let id = self.core.leader_id();
+            if id != 0 {
+                let urls = self.core.leader_client_urls();
+                // Leadership may have moved between the two reads.
+                if !urls.is_empty() && self.core.leader_id() == id {
+                    return Ok(Route::Leader(id, urls));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::NoLeader.into());
+            }
+            tokio::time::sleep(LEADER_POLL.min(deadline - now)).await;
+        }
+    }
+
+    /// Pauses before the next attempt; `etcdserver: request timed out` once `deadline`
+    /// has passed.
+    async fn pause(deadline: Instant) -> Result<(), Status> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::Timeout.into());
+        }
+        tokio::time::sleep(RETRY_PAUSE.min(deadline - now)).await;
+        Ok(())
+    }
+
+    /// Lease `id`'s TTL after a keep-alive, served here or by the leader.
+    async fn keep_alive(&self, up: &mut Option<Upstream>, id: i64) -> Result<i64, Status> {
+        let deadline = Instant::now() + FORWARD_TIMEOUT;
+        loop {
+            match self.route(deadline).await? {
+                Route::Local => {
+                    *up = None;
+                    if let Some(ttl) = renew_here(&self.core, id).await {
+                        return Ok(ttl);
+                    }
+                }
+                Route::Leader(leader, urls) => {
+                    match self.keep_alive_on(up, leader, &urls, id, deadline).await {
+                        Ok(ttl) => return Ok(ttl),
+                        Err(e) => {
+                            tracing::debug!(leader, error = %e, "lease keep-alive forward failed");
+                            *up = None;
+                        }
+                    }
+                }
+            }
+            Self::pause(deadline).await?;
+        }
+    }
+
+    /// One attempt through the upstream stream to `leader` (opened if needed).
+    async fn keep_alive_on(
+        &self,
+        up: &mut Option<Upstream>,
+        leader: u64,
+        urls: &[String],
+        id: i64,
+        deadline: Instant,
+    ) -> Result<i64, String> {
+        let reusable = matches!(up, Some(u) if u.leader == leader && urls.contains(&u.url));
+        if !reusable {
+            *up = None;
+            let mut last = String::from("no usable client URL");
+            for url in urls {
+                match self.open_upstream(leader, url, deadline).await {
+                    Ok(u) => {
+                        *up = Some(u);
+                        break;
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            if up.is_none() {
+                return Err(last);
+            }
+        }
+        let u = up.as_mut().ok_or("no upstream")?;
+        u.tx.send(LeaseKeepAliveRequest { id })
+            .await
+            .map_err(|_| "upstream closed".to_string())?;
+        match tokio::time::timeout_at(deadline.into(), u.rx.message()).await {
+            Ok(Ok(Some(r))) => Ok(r.ttl),
+            Ok(Ok(None)) => Err("upstream ended".into()),
+            Ok(Err(s)) => Err(format!("{}: {}", s.code(), s.message())),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    async fn open_upstream(
+        &self,
+        leader: u64,
+        url: &str,
+        deadline: Instant,
+    ) -> Result<Upstream, String> {
+        let mut client = self.client(url).ok_or("unusable URL")?;
+        let (tx, rx) = mpsc::channel(16);
+        let mut req = Request::new(ReceiverStream::new(rx));
+        mark_forwarded(&mut req);
+        let call = client.lease_keep_alive(req);
+        match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(Ok(resp)) => Ok(Upstream {
+                leader,
+                url: url.to_string(),
+                tx,
+                rx: resp.into_inner(),
+            }),
+            Ok(Err(s)) => Err(format!("{url}: {}: {}", s.code(), s.message())),
+            Err(_) => Err(format!("{url}: timed out")),
+        }
+    }
+
+    /// A time-to-live answer, served here or by the leader.
+    async fn time_to_live(
+        &self,
+        r: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
+        let deadline = Instant::now() + FORWARD_TIMEOUT;
+        loop {
+            match self.route(deadline).await? {
+                Route::Local => {
+                    if let Some(resp) = time_to_live_here(&self.core, &r).await {
+                        return Ok(resp);
+                    }
+                }
+                Route::Leader(leader, urls) => {
+                    for url in &urls {
+                        let Some(mut client) = self.client(url) else {
+                            continue;
+                        };
+                        let mut req = Request::new(r);
+                        mark_forwarded(&mut req);
+                        let call = client.lease_time_to_live(req);
+                        match tokio::time::timeout_at(deadline.into(), call).await {
+                            Ok(Ok(resp)) => {
+                                let mut resp = resp.into_inner();
+                                resp.header = Some(self.core.header(self.core.store.rev()));
+                                return Ok(resp);
+                            }
+                            Ok(Err(s)) => tracing::debug!(
+                                leader,
+                                url,
+                                code = ?s.code(),
+                                message = s.message(),
+                                "lease time-to-live forward failed"
+                            ),
+                            Err(_) => {}
+                        }
+                    }
+                }
+            }
+            Self::pause(deadline).await?;
+        }
+    }
+}
+
+/// Runs `f` unless the `hasleader` monitor fires first (`None` then).
+async fn unless_lost<F: Future>(lost: &mut Option<LeaderLost>, f: F) -> Option<F::Output> {
+    match lost.as_mut() {
+        Some(l) => tokio::select! {
+            out = f => Some(out),
+            _ = l => None,
+        },
+        None => Some(f.await),
+    }
+}
+
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(
@@ -69,22 +394,31 @@ impl Lease for LeaseService {
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         check_leader(&self.core, &req)?;
-        let mut r = req.into_inner();
+        let r = req.into_inner();
         if r.ttl > MAX_LEASE_TTL {
             return Err(Error::LeaseTtlTooLarge.into());
         }
         if self.core.alarms.has(AlarmType::Nospace) {
             return Err(Error::NoSpace.into());
         }
-        if r.id == 0 {
-            r.id = self.pick_id();
-        }
-        match self.core.propose(Op::LeaseGrant(r)).await? {
-            ApplyResult::LeaseGrant(mut g) => {
-                self.core.fill(&mut g.header);
-                Ok(Response::new(g))
+        let chosen = r.id == 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut g = r;
+            if chosen {
+                g.id = self.pick_id();
             }
-            _ => Err(Error::Internal("unexpected apply result".into()).into()),
+            match self.core.propose(Op::LeaseGrant(g)).await {
+                Ok(ApplyResult::LeaseGrant(mut g)) => {
+                    self.core.fill(&mut g.header);
+                    return Ok(Response::new(g));
+                }
+                Ok(_) => return Err(Error::Internal("unexpected apply result".into()).into()),
+                // Another member's id: the client did not choose it, so choose again.
+                Err(Error::LeaseExists) if chosen && attempt < ID_ATTEMPTS => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -113,21 +447,39 @@ impl Lease for LeaseService {
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         check_leader(&self.core, &req)?;
+        let forwarded = is_forwarded(&req);
+        let mut lost = requires_leader(&req).then(|| leader_lost(self.core.clone()));
         let mut input = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let core = self.core.clone();
+        let forward = self.forward.clone();
         tokio::spawn(async move {
-            while let Some(msg) = input.next().await {
-                let Ok(r) = msg else { break };
-                if !core.is_leader() {
-                    let _ = tx.send(Err(Error::NotLeader.into())).await;
+            let mut upstream: Option<Upstream> = None;
+            loop {
+                let Some(msg) = unless_lost(&mut lost, input.next()).await else {
+                    let _ = tx.send(Err(Error::NoLeader.into())).await;
                     break;
-                }
-                let (ttl, clear) = core.lessor.renew(r.id);
-                if clear {
-                    let core = core.clone();
-                    tokio::spawn(async move { crate::lease::clear_checkpoint(&core, r.id).await });
-                }
+                };
+                let Some(Ok(r)) = msg else { break };
+                let answer = if forwarded {
+                    // Sent here because the sender believed this member leads: serve it
+                    // here or refuse, never pass it on.
+                    renew_here(&core, r.id)
+                        .await
+                        .ok_or_else(|| Status::from(Error::NotLeader))
+                } else {
+                    match unless_lost(&mut lost, forward.keep_alive(&mut upstream, r.id)).await {
+                        Some(a) => a,
+                        None => Err(Error::NoLeader.into()),
+                    }
+                };
+                let ttl = match answer {
+                    Ok(ttl) => ttl,
+                    Err(s) => {
+                        let _ = tx.send(Err(s)).await;
+                        break;
+                    }
+                };
                 let resp = LeaseKeepAliveResponse {
                     header: Some(core.header(core.store.rev())),
                     id: r.id,
@@ -146,25 +498,15 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         check_leader(&self.core, &req)?;
+        let forwarded = is_forwarded(&req);
         let r = req.into_inner();
-        let header = Some(self.core.header(self.core.store.rev()));
-        let resp = match self.core.lessor.time_to_live(r.id, r.keys) {
-            Some(t) => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: t.ttl,
-                granted_ttl: t.granted_ttl,
-                keys: t.keys,
-            },
-            None => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: -1,
-                granted_ttl: 0,
-                keys: Vec::new(),
-            },
-        };
-        Ok(Response::new(resp))
+        if forwarded {
+            return match time_to_live_here(&self.core, &r).await {
+                Some(resp) => Ok(Response::new(resp)),
+                None => Err(Error::NotLeader.into()),
+            };
+        }
+        Ok(Response::new(self.forward.time_to_live(r).await?))
     }
 
     async fn lease_leases(

@@ -2,10 +2,18 @@
 //! stream from 0, or chosen by the client). Requests are handled by a task per stream; the
 //! responses come out of the stream's bounded queue (see `crate::watch`), where prev_kv is
 //! filled in and large responses are fragmented on the way out.
+//!
+//! A stream opened with `hasleader: true` metadata (clientv3 `WithRequireLeader`, used by
+//! Kubernetes) is refused when this member knows no leader, and closed with
+//! `etcdserver: no leader` (Unavailable) once the member has been without a leader for
+//! [`NO_LEADER_CHECKS`] consecutive checks one election timeout apart, as etcd's
+//! leader monitor does. The lease keep-alive stream does the same ([`leader_lost`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -14,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::check_leader;
 use crate::core::Core;
+use crate::error::Error;
 use crate::pb::etcdserverpb::watch_server::Watch;
 use crate::pb::etcdserverpb::{
     watch_create_request::FilterType, watch_request, WatchCreateRequest, WatchRequest,
@@ -28,6 +37,48 @@ const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream
 const COMPACTED: &str = "mvcc: required revision has been compacted";
 /// cancel_reason of a range whose end is not after its key.
 const EMPTY_RANGE: &str = "mvcc: watcher range is empty";
+
+/// Consecutive checks (one election timeout apart) without a leader after which a
+/// `hasleader` stream is closed.
+pub(crate) const NO_LEADER_CHECKS: u32 = 3;
+
+/// Whether the request carries `hasleader: true` (the client wants the stream closed
+/// when this member has no leader).
+pub(crate) fn requires_leader<T>(req: &Request<T>) -> bool {
+    req.metadata()
+        .get("hasleader")
+        .is_some_and(|v| v.as_bytes() == b"true")
+}
+
+/// Completes once this member has seen no leader at [`NO_LEADER_CHECKS`] consecutive
+/// checks one election timeout apart.
+pub(crate) type LeaderLost = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The `hasleader` monitor of one stream (see [`LeaderLost`]).
+pub(crate) fn leader_lost(core: Arc<Core>) -> LeaderLost {
+    let every = core.lessor.election_timeout();
+    Box::pin(async move { no_leader_for(move || core.has_leader(), every, NO_LEADER_CHECKS).await })
+}
+
+/// Checks `has_leader` every `every` and returns after `checks` consecutive misses. Only
+/// checks actually made count: a monitor that was not polled for a while never fires on
+/// time alone.
+async fn no_leader_for(has_leader: impl Fn() -> bool, every: Duration, checks: u32) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut misses = 0;
+    loop {
+        tick.tick().await;
+        if has_leader() {
+            misses = 0;
+        } else {
+            misses += 1;
+            if misses >= checks {
+                return;
+            }
+        }
+    }
+}
 
 /// The Watch service.
 pub(crate) struct WatchService {
@@ -216,6 +267,7 @@ impl Watch for WatchService {
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         check_leader(&self.core, &req)?;
+        let lost = requires_leader(&req).then(|| leader_lost(self.core.clone()));
         let mut input = req.into_inner();
         let core = self.core.clone();
         let queue = Arc::new(StreamQueue::new(core.watch.wake.clone()));
@@ -248,12 +300,22 @@ impl Watch for WatchService {
             queue: queue.clone(),
         };
         let out = futures::stream::unfold(
-            (guard, VecDeque::<WatchResponse>::new()),
-            move |(guard, mut pending)| async move {
+            (guard, VecDeque::<WatchResponse>::new(), lost),
+            move |(guard, mut pending, mut lost)| async move {
                 if let Some(r) = pending.pop_front() {
-                    return Some((Ok(r), (guard, pending)));
+                    return Some((Ok(r), (guard, pending, lost)));
                 }
-                let item: Item = guard.queue.pop().await?;
+                let item: Item = match lost.as_mut() {
+                    Some(l) => tokio::select! {
+                        item = guard.queue.pop() => item?,
+                        _ = l => {
+                            // The last item: the stream ends (and its watchers go) after it.
+                            guard.queue.close();
+                            return Some((Err(Error::NoLeader.into()), (guard, pending, None)));
+                        }
+                    },
+                    None => guard.queue.pop().await?,
+                };
                 let mut resp = item.resp;
                 if item.prev_kv {
                     fill_prev(&guard.core, &mut resp);
@@ -263,12 +325,58 @@ impl Watch for WatchService {
                 if item.fragment {
                     pending.extend(fragments(resp, limit));
                     let first = pending.pop_front()?;
-                    Some((Ok(first), (guard, pending)))
+                    Some((Ok(first), (guard, pending, lost)))
                 } else {
-                    Some((Ok(resp), (guard, pending)))
+                    Some((Ok(resp), (guard, pending, lost)))
                 }
             },
         );
         Ok(Response::new(Box::pin(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Runs the monitor over a scripted leader view; returns how many checks it made
+    /// before firing.
+    async fn checks_until_fired(script: impl Fn(u32) -> bool + Send + 'static) -> u32 {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let has_leader = move || script(c.fetch_add(1, Ordering::SeqCst));
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            no_leader_for(has_leader, Duration::from_millis(2), NO_LEADER_CHECKS),
+        )
+        .await
+        .expect("monitor fires");
+        calls.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn fires_after_consecutive_checks_without_a_leader() {
+        assert_eq!(checks_until_fired(|_| false).await, NO_LEADER_CHECKS);
+    }
+
+    #[tokio::test]
+    async fn a_leader_seen_in_between_restarts_the_count() {
+        // Leader at checks 0..10, then at every third check up to check 29 (never three
+        // misses in a row), then none: misses at checks 30, 31, 32 fire it.
+        let script = |n: u32| n < 10 || (n < 30 && n % 3 == 2);
+        assert_eq!(checks_until_fired(script).await, 30 + NO_LEADER_CHECKS);
+    }
+
+    #[test]
+    fn hasleader_metadata_is_read_exactly() {
+        let mut r = Request::new(());
+        assert!(!requires_leader(&r));
+        r.metadata_mut()
+            .insert("hasleader", "false".parse().unwrap());
+        assert!(!requires_leader(&r));
+        r.metadata_mut()
+            .insert("hasleader", "true".parse().unwrap());
+        assert!(requires_leader(&r));
     }
 }

@@ -11,6 +11,22 @@
 //! - Only the leader counts deadlines down: the expiry task ([`spawn_expiry`]) proposes a
 //!   revoke for each expired lease, so expiry is just another applied revoke (all attached
 //!   keys deleted in one revision, one delete event each).
+//! - Primary lessor (etcd's Promote/Demote): deadlines mean something only on the leader.
+//!   A member that is not leader is *demoted*: it expires nothing, and keep-alives and
+//!   time-to-live requests are forwarded to the leader (`crate::api::lease`). The first
+//!   time a member acts as leader in a raft term (the expiry task, which looks every
+//!   [`OBSERVE_EVERY`], or a keep-alive / time-to-live it serves) it *promotes*: every
+//!   lease's countdown restarts from its checkpointed remaining TTL (if set, else its full
+//!   TTL), counted from the *anchor*: the last moment this member saw another member lead
+//!   (or, if it never has since start-up, the moment it loaded its leases). Another
+//!   leader's keep-alives all happened before this member stopped seeing it lead (a
+//!   follower keeps its leader for at least an election timeout after the leader's last
+//!   message, far longer than [`OBSERVE_EVERY`]), so no lease expires earlier than its TTL
+//!   after its last keep-alive anywhere; a deadline this member set itself (its own
+//!   keep-alives in an earlier term, or a grant) is never shortened by a promotion. A
+//!   single member that restarts keeps counting from its restart instead of from its
+//!   election. (etcd counts from the promotion plus an election timeout: longer, never
+//!   shorter than needed, as here.)
 //!
 //! # Remaining-TTL rule (etcd's checkpoint behaviour with checkpoint persistence on)
 //! Every `checkpoint interval` (etcd's `--experimental-lease-checkpoint-interval`, 5 min by
@@ -23,7 +39,7 @@
 //! (never beyond its granted TTL), and never shortens it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,14 +59,21 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::mvccpb::{event::EventType, Event};
 
+mod ids;
+pub(crate) use ids::LeaseIds;
+
 /// etcd's `MaxLeaseTTL` (seconds).
 pub(crate) const MAX_LEASE_TTL: i64 = 9_000_000_000;
 /// How often the leader looks for expired leases (etcd: 500 ms).
 const EXPIRY_CHECK: Duration = Duration::from_millis(500);
+/// How often the expiry task looks at who leads (promotion, demotion, the anchor).
+pub(crate) const OBSERVE_EVERY: Duration = Duration::from_millis(50);
 /// Most revokes proposed per check (etcd limits expiry to 1000 leases per second).
 const MAX_REVOKES_PER_CHECK: usize = 500;
 /// Most lease checkpoints per proposal (about 24 bytes each).
 const CHECKPOINTS_PER_PROPOSAL: usize = 10_000;
+/// Election timeout assumed until [`Lessor::set_election_timeout`] (etcd's default).
+const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// etcd's `leasepb.Lease`, the value stored in the `lease` bucket.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -81,6 +104,17 @@ impl Lease {
     fn remaining(&self, now: Instant) -> Duration {
         self.deadline.saturating_duration_since(now)
     }
+
+    /// Seconds a fresh countdown starts from: the checkpointed remaining TTL when set
+    /// (never more than the TTL), else the TTL.
+    fn fresh_secs(&self) -> i64 {
+        if self.remaining_ttl > 0 {
+            self.remaining_ttl.min(self.ttl)
+        } else {
+            self.ttl
+        }
+        .max(0)
+    }
 }
 
 #[derive(Default)]
@@ -90,6 +124,12 @@ struct State {
     key_lease: HashMap<Bytes, i64>,
     /// Leases whose revoke has been proposed by the expiry task.
     revoking: HashSet<i64>,
+    /// The raft term in which this lessor was promoted (deadlines are live); `None` while
+    /// this member is not the leader.
+    primary_term: Option<u64>,
+    /// Where a promotion restarts countdowns from: the last time another member was seen
+    /// leading, or the load time (see the module documentation).
+    anchor: Option<Instant>,
 }
 
 /// What [`Lessor::time_to_live`] reports.
@@ -104,6 +144,8 @@ pub(crate) struct Lessor {
     state: Mutex<State>,
     /// Minimum TTL in seconds (etcd: ceil(1.5 × election timeout)).
     min_ttl: AtomicI64,
+    /// Election timeout in milliseconds (the interval of the `hasleader` stream monitor).
+    election_ms: AtomicU64,
 }
 
 impl Default for Lessor {
@@ -111,6 +153,7 @@ impl Default for Lessor {
         Lessor {
             state: Mutex::new(State::default()),
             min_ttl: AtomicI64::new(2),
+            election_ms: AtomicU64::new(DEFAULT_ELECTION_TIMEOUT.as_millis() as u64),
         }
     }
 }
@@ -130,6 +173,61 @@ impl Lessor {
         self.min_ttl.load(Ordering::Relaxed)
     }
 
+    /// Sets the election timeout (also raises the minimum TTL to etcd's
+    /// ⌈1.5 × election timeout⌉). To be called by the server at start-up instead of
+    /// [`Lessor::set_min_ttl`].
+    #[allow(dead_code)]
+    pub(crate) fn set_election_timeout(&self, d: Duration) {
+        self.election_ms
+            .store((d.as_millis() as u64).max(1), Ordering::Relaxed);
+        self.set_min_ttl(min_ttl_for(d));
+    }
+
+    /// The election timeout this lessor was configured with.
+    pub(crate) fn election_timeout(&self) -> Duration {
+        Duration::from_millis(self.election_ms.load(Ordering::Relaxed))
+    }
+
+    /// Makes this lessor primary for raft term `term` (this member leads in that term).
+    /// The first call for a term restarts every lease's countdown from the anchor (see the
+    /// module documentation), never shortening a deadline. Returns whether it promoted.
+    pub(crate) fn promote(&self, term: u64) -> bool {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        if st.primary_term == Some(term) {
+            return false;
+        }
+        st.primary_term = Some(term);
+        st.revoking.clear();
+        let anchor = *st.anchor.get_or_insert(now);
+        for l in st.leases.values_mut() {
+            let fresh = anchor + Duration::from_secs(l.fresh_secs() as u64);
+            l.deadline = l.deadline.max(fresh);
+        }
+        true
+    }
+
+    /// Another member leads: it counts the deadlines now (promotions later count from
+    /// here), and this lessor is demoted.
+    pub(crate) fn saw_other_leader(&self) {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        st.primary_term = None;
+        st.anchor = Some(st.anchor.map_or(now, |a| a.max(now)));
+    }
+
+    /// This member no longer leads: nothing expires here until the next promotion.
+    /// Returns whether it was primary.
+    pub(crate) fn demote(&self) -> bool {
+        self.state.lock().primary_term.take().is_some()
+    }
+
+    /// Whether this lessor is primary (promoted and not demoted since).
+    #[cfg(test)]
+    fn is_primary(&self) -> bool {
+        self.state.lock().primary_term.is_some()
+    }
+
     /// Whether lease `id` exists.
     pub(crate) fn exists(&self, id: i64) -> bool {
         self.state.lock().leases.contains_key(&id)
@@ -139,21 +237,16 @@ impl Lessor {
     pub(crate) fn load(&self, records: Vec<LeaseRecord>, attached: Vec<(Bytes, i64)>) {
         let now = Instant::now();
         let mut st = self.state.lock();
+        st.anchor = Some(st.anchor.map_or(now, |a| a.max(now)));
         for r in records {
-            let secs = if r.remaining_ttl > 0 {
-                r.remaining_ttl.min(r.ttl)
-            } else {
-                r.ttl
+            let mut l = Lease {
+                ttl: r.ttl,
+                remaining_ttl: r.remaining_ttl,
+                deadline: now,
+                keys: BTreeSet::new(),
             };
-            st.leases.insert(
-                r.id,
-                Lease {
-                    ttl: r.ttl,
-                    remaining_ttl: r.remaining_ttl,
-                    deadline: now + Duration::from_secs(secs.max(0) as u64),
-                    keys: BTreeSet::new(),
-                },
-            );
+            l.deadline = now + Duration::from_secs(l.fresh_secs() as u64);
+            st.leases.insert(r.id, l);
         }
         for (k, id) in attached {
             if let Some(l) = st.leases.get_mut(&id) {
@@ -206,19 +299,22 @@ impl Lessor {
         }
     }
 
-    /// Extends lease `id` by its TTL (keep-alive). Returns the TTL, 0 if the lease is
-    /// unknown or already expired, and whether a checkpoint must be cleared.
-    pub(crate) fn renew(&self, id: i64) -> (i64, bool) {
+    /// Extends lease `id` by its TTL (keep-alive; only meaningful on the primary). Returns
+    /// the TTL, 0 if the lease is unknown or already expired, and whether a checkpoint must
+    /// be cleared.
+    /// `None` when this lessor is not primary (the keep-alive belongs to the leader).
+    pub(crate) fn renew(&self, id: i64) -> Option<(i64, bool)> {
         let now = Instant::now();
         let mut st = self.state.lock();
+        st.primary_term?;
         let revoking = st.revoking.contains(&id);
-        match st.leases.get_mut(&id) {
+        Some(match st.leases.get_mut(&id) {
             Some(l) if !revoking && l.deadline > now => {
                 l.deadline = now + Duration::from_secs(l.ttl as u64);
                 (l.ttl, l.remaining_ttl > 0)
             }
             _ => (0, false),
-        }
+        })
     }
 
     /// Remaining and granted TTL (and keys) of lease `id`; `None` if unknown.
@@ -245,9 +341,13 @@ impl Lessor {
         v.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Expired leases not yet being revoked (marks them as being revoked).
+    /// Expired leases not yet being revoked (marks them as being revoked). Nothing unless
+    /// this lessor is primary.
     fn take_expired(&self, now: Instant, limit: usize) -> Vec<i64> {
         let mut st = self.state.lock();
+        if st.primary_term.is_none() {
+            return Vec::new();
+        }
         let mut out: Vec<i64> = st
             .leases
             .iter()
@@ -267,10 +367,14 @@ impl Lessor {
         self.state.lock().revoking.remove(&id);
     }
 
-    /// Remaining TTLs (seconds, rounded up) of leases granted for longer than `interval`.
+    /// Remaining TTLs (seconds, rounded up) of leases granted for longer than `interval`
+    /// (none unless primary: a follower's deadlines mean nothing).
     fn checkpoints(&self, interval: Duration) -> Vec<LeaseCheckpoint> {
         let now = Instant::now();
         let st = self.state.lock();
+        if st.primary_term.is_none() {
+            return Vec::new();
+        }
         st.leases
             .iter()
             .filter(|(_, l)| Duration::from_secs(l.ttl as u64) > interval)
@@ -439,8 +543,28 @@ pub(crate) async fn clear_checkpoint(core: &Core, id: i64) {
     }
 }
 
+/// Whether this member leads, promoting its lessor the first time it is asked in a new
+/// term and demoting it once it no longer leads. Callers that get `true` may count
+/// deadlines down, renew and report remaining TTLs locally.
+pub(crate) fn ensure_primary(core: &Core) -> bool {
+    if !core.is_leader() {
+        if core.leader_id() != 0 {
+            core.lessor.saw_other_leader();
+        } else if core.lessor.demote() {
+            tracing::debug!("lessor demoted: no leader");
+        }
+        return false;
+    }
+    let term = core.raft.term.load(Ordering::Acquire);
+    if core.lessor.promote(term) {
+        tracing::debug!(term, "lessor promoted: lease countdowns restarted");
+    }
+    true
+}
+
 /// The expiry task: while this member leads, proposes a revoke for every expired lease,
-/// and a checkpoint of remaining TTLs every `checkpoint_interval`.
+/// and a checkpoint of remaining TTLs every `checkpoint_interval`. It also promotes the
+/// lessor when this member becomes leader and demotes it when it stops leading.
 pub(crate) fn spawn_expiry(
     core: Arc<Core>,
     checkpoint_interval: Duration,
@@ -448,14 +572,18 @@ pub(crate) fn spawn_expiry(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_checkpoint = Instant::now();
+        let mut last_check = Instant::now();
+        let mut tick = tokio::time::interval(OBSERVE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(EXPIRY_CHECK) => {}
+                _ = tick.tick() => {}
                 _ = shutdown.wait_for(|v| *v) => return,
             }
-            if !core.is_leader() {
+            if !ensure_primary(&core) || last_check.elapsed() < EXPIRY_CHECK {
                 continue;
             }
+            last_check = Instant::now();
             for id in core
                 .lessor
                 .take_expired(Instant::now(), MAX_REVOKES_PER_CHECK)
@@ -490,4 +618,161 @@ pub(crate) fn spawn_expiry(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lessor_with(leases: &[(i64, i64)]) -> Lessor {
+        let l = Lessor::default();
+        l.set_min_ttl(1);
+        for &(id, ttl) in leases {
+            l.grant(id, ttl).unwrap();
+        }
+        l
+    }
+
+    /// Moves lease `id`'s deadline into the past (as if its countdown had run out).
+    fn run_out(l: &Lessor, id: i64) {
+        let past = Instant::now() - Duration::from_millis(1);
+        l.state.lock().leases.get_mut(&id).unwrap().deadline = past;
+    }
+
+    #[test]
+    fn a_follower_expires_renews_and_checkpoints_nothing() {
+        let l = lessor_with(&[(1, 10), (2, 1000)]);
+        assert!(!l.is_primary());
+        run_out(&l, 1);
+        assert!(l.take_expired(Instant::now(), 100).is_empty());
+        assert_eq!(l.renew(1), None, "keep-alives belong to the leader");
+        assert!(l.checkpoints(Duration::from_secs(1)).is_empty());
+        assert!(l.exists(1) && l.exists(2));
+    }
+
+    #[test]
+    fn promotion_restarts_every_countdown_from_its_full_ttl() {
+        let l = lessor_with(&[(1, 10), (2, 60)]);
+        // While following, the deadlines ran out (nobody counted them down here).
+        run_out(&l, 1);
+        run_out(&l, 2);
+        assert!(l.promote(7));
+        assert!(l.is_primary());
+        assert!(l.take_expired(Instant::now(), 100).is_empty());
+        let t1 = l.time_to_live(1, false).unwrap();
+        let t2 = l.time_to_live(2, false).unwrap();
+        assert!((9..=10).contains(&t1.ttl), "ttl {}", t1.ttl);
+        assert!((59..=60).contains(&t2.ttl), "ttl {}", t2.ttl);
+    }
+
+    #[test]
+    fn promotion_uses_the_checkpointed_remaining_ttl() {
+        let l = lessor_with(&[(1, 1000), (2, 1000)]);
+        l.checkpoint(1, 40).unwrap();
+        // A remaining TTL beyond the TTL is capped.
+        l.checkpoint(2, 5000).unwrap();
+        run_out(&l, 1);
+        run_out(&l, 2);
+        l.promote(3);
+        let t1 = l.time_to_live(1, false).unwrap().ttl;
+        let t2 = l.time_to_live(2, false).unwrap().ttl;
+        assert!((39..=40).contains(&t1), "ttl {t1}");
+        assert!((999..=1000).contains(&t2), "ttl {t2}");
+    }
+
+    #[test]
+    fn promotion_happens_once_per_term_and_again_after_demotion() {
+        let l = lessor_with(&[(1, 10)]);
+        assert!(l.promote(2));
+        run_out(&l, 1);
+        assert!(!l.promote(2), "same term: deadlines stand");
+        assert_eq!(l.take_expired(Instant::now(), 100), vec![1]);
+        assert!(
+            l.take_expired(Instant::now(), 100).is_empty(),
+            "a revoke is proposed once"
+        );
+        assert!(l.demote());
+        assert!(!l.demote());
+        assert!(l.take_expired(Instant::now(), 100).is_empty());
+        // Leading again (in a later term): full countdown, and the pending revoke is
+        // forgotten (the new term's leader decides afresh).
+        assert!(l.promote(4));
+        assert!(l.take_expired(Instant::now(), 100).is_empty());
+        assert!(l.time_to_live(1, false).unwrap().ttl >= 9);
+    }
+
+    #[test]
+    fn a_new_term_restarts_countdowns_even_without_a_visible_demotion() {
+        // Leadership lost and won back between two looks: another leader may have
+        // renewed leases meanwhile, so stale deadlines must not be trusted.
+        let l = lessor_with(&[(1, 10)]);
+        l.promote(5);
+        run_out(&l, 1);
+        assert!(l.promote(6));
+        assert!(l.take_expired(Instant::now(), 100).is_empty());
+    }
+
+    #[test]
+    fn promotion_counts_from_the_last_other_leader_and_never_shortens() {
+        let l = lessor_with(&[(1, 100), (2, 100)]);
+        l.saw_other_leader();
+        // The other leader was last seen 30 s ago: its keep-alives were all before that.
+        l.state.lock().anchor = Some(Instant::now() - Duration::from_secs(30));
+        run_out(&l, 1);
+        // Lease 2 has a later deadline of this member's own (a grant, or its own
+        // keep-alive in an earlier term): kept.
+        l.state.lock().leases.get_mut(&2).unwrap().deadline =
+            Instant::now() + Duration::from_secs(500);
+        assert!(l.promote(9));
+        let t1 = l.time_to_live(1, false).unwrap().ttl;
+        let t2 = l.time_to_live(2, false).unwrap().ttl;
+        assert!((69..=70).contains(&t1), "ttl {t1}");
+        assert!(t2 >= 499, "ttl {t2}");
+        // Seeing another leader again demotes and moves the anchor to now.
+        l.saw_other_leader();
+        assert!(!l.is_primary());
+        run_out(&l, 1);
+        assert!(l.promote(10));
+        assert!(l.time_to_live(1, false).unwrap().ttl >= 99);
+    }
+
+    #[test]
+    fn loading_anchors_the_first_promotion_at_the_load() {
+        let l = Lessor::default();
+        l.load(
+            vec![LeaseRecord {
+                id: 5,
+                ttl: 1000,
+                remaining_ttl: 50,
+            }],
+            vec![(Bytes::from_static(b"k"), 5)],
+        );
+        // The election took a while: the countdown still runs from the load.
+        l.state.lock().anchor = Some(Instant::now() - Duration::from_secs(10));
+        run_out(&l, 5);
+        l.promote(2);
+        let t = l.time_to_live(5, true).unwrap();
+        assert!((39..=40).contains(&t.ttl), "ttl {}", t.ttl);
+        assert_eq!(t.keys, vec![Bytes::from_static(b"k")]);
+    }
+
+    #[test]
+    fn the_primary_renews_and_reports_checkpoints_to_clear() {
+        let l = lessor_with(&[(1, 10), (2, 10)]);
+        l.promote(1);
+        assert_eq!(l.renew(1), Some((10, false)));
+        l.checkpoint(2, 4).unwrap();
+        assert_eq!(l.renew(2), Some((10, true)));
+        assert_eq!(l.renew(99), Some((0, false)), "unknown lease: TTL 0");
+        run_out(&l, 1);
+        assert_eq!(l.renew(1), Some((0, false)), "expired lease is not revived");
+    }
+
+    #[test]
+    fn election_timeout_sets_the_minimum_ttl() {
+        let l = Lessor::default();
+        l.set_election_timeout(Duration::from_millis(3000));
+        assert_eq!(l.min_ttl(), 5);
+        assert_eq!(l.election_timeout(), Duration::from_secs(3));
+    }
 }
