@@ -24,17 +24,7 @@ use crate::error::Result;
 use crate::mvcc::backend::{ALARM, META_CONSISTENT_INDEX, META_TERM};
 use crate::mvcc::store::Recovered;
 use crate::pb::etcdserverpb::AlarmMember;
-
-// TODO(transport): use `crate::transport::SnapshotSource` once the transport is committed.
-/// Something that can write a backend file (a pinned engine read transaction); the
-/// transport's trait, identical.
-#[allow(dead_code)]
-pub(crate) trait SnapshotSource: Send + 'static {
-    /// Size of the file `write_to` will write.
-    fn size(&self) -> u64;
-    /// Writes the whole file; blocking (called in `spawn_blocking`).
-    fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<u64>;
-}
+use crate::transport::SnapshotSource;
 
 /// Replaces the member's whole state with the backend file `db_file` (consumed: it is
 /// renamed into place). Raft loop thread only. Returns what the new file records (its
@@ -82,7 +72,6 @@ pub(crate) fn source(core: &Core) -> Result<Box<dyn SnapshotSource>> {
 }
 
 /// A backend snapshot held open by an engine read transaction.
-#[allow(dead_code)]
 struct Pinned(ReadTx);
 
 impl SnapshotSource for Pinned {
