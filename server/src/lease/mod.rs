@@ -233,10 +233,14 @@ impl Lessor {
         self.state.lock().leases.contains_key(&id)
     }
 
-    /// Restores leases from the `lease` bucket and attachments from the live keys.
+    /// Replaces the leases with those of the `lease` bucket and the attachments with those
+    /// of the live keys (start-up, or a snapshot installed from the leader).
     pub(crate) fn load(&self, records: Vec<LeaseRecord>, attached: Vec<(Bytes, i64)>) {
         let now = Instant::now();
         let mut st = self.state.lock();
+        st.leases.clear();
+        st.key_lease.clear();
+        st.revoking.clear();
         st.anchor = Some(st.anchor.map_or(now, |a| a.max(now)));
         for r in records {
             let mut l = Lease {
@@ -754,6 +758,32 @@ mod tests {
         let t = l.time_to_live(5, true).unwrap();
         assert!((39..=40).contains(&t.ttl), "ttl {}", t.ttl);
         assert_eq!(t.keys, vec![Bytes::from_static(b"k")]);
+    }
+
+    #[test]
+    fn loading_replaces_what_was_there() {
+        // A follower installing the leader's snapshot: leases revoked in the snapshot's
+        // history must not linger (their keys may belong to someone else by now).
+        let l = lessor_with(&[(1, 10), (2, 10)]);
+        l.on_events(&[Event {
+            r#type: EventType::Put as i32,
+            kv: Some(crate::pb::mvccpb::KeyValue {
+                key: Bytes::from_static(b"a"),
+                lease: 1,
+                ..Default::default()
+            }),
+            prev_kv: None,
+        }]);
+        l.load(
+            vec![LeaseRecord {
+                id: 2,
+                ttl: 10,
+                remaining_ttl: 0,
+            }],
+            vec![(Bytes::from_static(b"a"), 2)],
+        );
+        assert!(!l.exists(1));
+        assert_eq!(l.keys(2), Some(vec![Bytes::from_static(b"a")]));
     }
 
     #[test]
