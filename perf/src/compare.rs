@@ -703,6 +703,7 @@ pub async fn run(
     }
     let started = Instant::now();
     let load_before = loadavg();
+    let source = source_state();
     let baseline_bin = match &a.baseline {
         Some(p) => p.clone(),
         None => default_etcd().ok_or_else(|| {
@@ -840,6 +841,7 @@ pub async fn run(
         wall: started.elapsed(),
         interrupted: cancel.is_cancelled(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        source,
         load: [load_before, loadavg()],
         date: utc_now(),
         failovers,
@@ -910,6 +912,8 @@ struct ReportInfo {
     load: [String; 2],
     /// (YYYY-MM-DD, HH:MM:SS) in UTC.
     date: (String, String),
+    /// The checkout's commit and whether it had uncommitted changes (when git answers).
+    source: Option<String>,
     /// Leader kills timed per server (several members only).
     failovers: [Vec<failover::Run>; 2],
     /// Why a server's failover runs stopped, if they did.
@@ -942,6 +946,31 @@ fn civil(secs: u64) -> (String, String) {
         format!("{y:04}-{m:02}-{d:02}"),
         format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
     )
+}
+
+/// "commit 1a2b3c4 (with uncommitted changes)" for the repository the tool was built from.
+fn source_state() -> Option<String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(repo_root())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"])?;
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(format!(
+        "commit {head}{}",
+        if dirty {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        }
+    ))
 }
 
 fn loadavg() -> String {
@@ -1025,6 +1054,9 @@ fn markdown(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])], svg_name: &
         info.load[0], info.load[1]
     );
     let _ = writeln!(s, "- command: `{}`", info.command);
+    if let Some(src) = &info.source {
+        let _ = writeln!(s, "- source tree: {src}");
+    }
     let _ = writeln!(s, "- wall time: {:.0} s\n", info.wall.as_secs_f64());
     let _ = writeln!(
         s,
@@ -1325,6 +1357,7 @@ mod tests {
             wall: Duration::from_secs(1),
             interrupted: false,
             command: "c".into(),
+            source: Some("commit abc".into()),
             load: ["1".into(), "1".into()],
             date: ("2026-01-02".into(), "03:04:05".into()),
             failovers: [
@@ -1398,6 +1431,7 @@ mod tests {
             wall: Duration::from_secs(60),
             interrupted: false,
             command: "cairn-bench compare".into(),
+            source: None,
             load: ["0.5".into(), "1.5".into()],
             date: ("2026-01-02".into(), "03:04:05".into()),
             failovers: [Vec::new(), Vec::new()],
