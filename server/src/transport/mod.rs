@@ -108,6 +108,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Any single read or write of a snapshot transfer.
 const SNAPSHOT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Waiting for the receiver to fsync a snapshot file and answer.
+const SNAPSHOT_RESULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Repeated failures to reach a peer are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(30);
 

@@ -13,7 +13,7 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::net::TcpStream;
 
 use super::wire::{self, Kind};
-use super::{Error, Inner, SnapshotSource, SNAPSHOT_IO_TIMEOUT};
+use super::{Error, Inner, SnapshotSource, SNAPSHOT_IO_TIMEOUT, SNAPSHOT_RESULT_TIMEOUT};
 
 /// Chunk size the sender uses.
 pub(crate) const CHUNK: usize = 1 << 20;
@@ -94,6 +94,8 @@ fn write_snapshot(
     tail[4..12].copy_from_slice(&w.total.to_be_bytes());
     tail[12..16].copy_from_slice(&w.crc.to_be_bytes());
     stream.write_all(&tail)?;
+    // The receiver fsyncs the whole file before it answers.
+    stream.set_read_timeout(Some(SNAPSHOT_RESULT_TIMEOUT))?;
     let mut result = [0u8; 1];
     stream.read_exact(&mut result)?;
     match result[0] {
