@@ -65,12 +65,17 @@
 //! ```
 //! The receiver checks `total` and `crc`, fsyncs and renames the file, calls
 //! [`Handler::on_snapshot`] and answers one result byte: 0 stored and delivered,
-//! 1 rejected (length or CRC mismatch, malformed stream), 2 the receiver could not store
-//! it. A broken connection delivers nothing. The sender reports the outcome with
-//! [`Handler::on_snapshot_status`].
+//! 1 rejected (length or CRC mismatch, malformed stream, a message that is not a
+//! MsgSnapshot or is addressed to another member, the same file already being received),
+//! 2 the receiver could not store it. A broken connection delivers nothing and leaves no
+//! file. The sender reports the outcome with [`Handler::on_snapshot_status`].
 //!
 //! **Kind 3, members query.** After status 0 the receiver writes one frame holding the
 //! opaque bytes of [`Handler::members`] and closes.
+//!
+//! **Timeouts.** Dial 2 s; preamble and reply 5 s each; a raft batch write 5 s (a peer
+//! that stopped reading is disconnected); each snapshot read or write 30 s, the final
+//! result byte 300 s (the receiver fsyncs first).
 
 // The raft loop (owned by the lead) is being wired to this module.
 #![allow(dead_code)]
@@ -166,8 +171,6 @@ pub(crate) enum Error {
     UnknownPeer(u64),
     #[error("snapshot rejected by the peer (result {0})")]
     SnapshotRejected(u8),
-    #[error("transport stopped")]
-    Stopped,
 }
 
 /// Raft messages and snapshots to and from the other members.
