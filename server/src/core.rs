@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use crate::apply::{ApplyResult, InternalRequest, Op};
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
-use crate::membership::MemberInfo;
+use crate::membership::{MemberInfo, Membership};
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{AlarmMember, AlarmType, ResponseHeader};
 use crate::raft::Msg;
@@ -38,6 +38,8 @@ pub(crate) struct RaftView {
     pub(crate) term: AtomicU64,
     pub(crate) committed: AtomicU64,
     pub(crate) applied: AtomicU64,
+    /// Leader changes seen (etcd_server_leader_changes_seen_total).
+    pub(crate) leader_changes: AtomicU64,
 }
 
 /// Active alarms (mirrors the `alarm` bucket).
@@ -81,6 +83,14 @@ pub(crate) struct Core {
     pub(crate) alarms: Alarms,
     pub(crate) lessor: Arc<Lessor>,
     pub(crate) watch: Arc<WatchHub>,
+    /// The cluster's members as of the applied index.
+    pub(crate) cluster: RwLock<Membership>,
+    /// Whether this member is a raft learner (published by the raft loop).
+    pub(crate) learner: AtomicBool,
+    /// The peer transport (set once at start).
+    pub(crate) transport: std::sync::OnceLock<Arc<crate::transport::Transport>>,
+    /// Set once the member has stopped for good (fatal storage error or removal).
+    pub(crate) terminated: tokio::sync::watch::Sender<Option<Result<()>>>,
     waiters: Mutex<HashMap<u64, Waiter>>,
     raft_tx: Mutex<Option<mpsc::Sender<Msg>>>,
     next_id: AtomicU64,
@@ -88,11 +98,23 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(store: Store, member: MemberInfo, limits: Limits) -> Core {
-        let seed = std::time::SystemTime::now()
+    pub(crate) fn new(
+        store: Store,
+        member: MemberInfo,
+        cluster: Membership,
+        limits: Limits,
+    ) -> Core {
+        // Request ids are unique cluster-wide like etcd's: the member id's low 16 bits, then
+        // a counter started from the clock.
+        let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
+            .map(|d| d.as_millis() as u64)
             .unwrap_or(1);
+        let seed = ((member.id & 0xffff) << 48) | ((now & 0xff_ffff_ffff) << 8);
+        let learner = cluster
+            .members
+            .get(&member.id)
+            .is_some_and(|m| m.is_learner);
         let lessor = Arc::new(Lessor::default());
         let watch = Arc::new(WatchHub::new(store.rev()));
         store.set_observer(Arc::new(crate::watch::Observer::new(
@@ -107,6 +129,10 @@ impl Core {
             alarms: Alarms::default(),
             lessor,
             watch,
+            cluster: RwLock::new(cluster),
+            learner: AtomicBool::new(learner),
+            terminated: tokio::sync::watch::channel(None).0,
+            transport: std::sync::OnceLock::new(),
             waiters: Mutex::new(HashMap::new()),
             raft_tx: Mutex::new(None),
             next_id: AtomicU64::new(seed),
@@ -156,7 +182,30 @@ impl Core {
         if self.is_leader() {
             return self.member.client_urls.clone();
         }
-        Vec::new()
+        let leader = self.leader_id();
+        self.cluster
+            .read()
+            .members
+            .get(&leader)
+            .map(|m| m.client_urls.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn is_learner(&self) -> bool {
+        self.learner.load(Ordering::Acquire)
+    }
+
+    /// Learners serve only Status and serializable reads (etcd's rule).
+    pub(crate) fn check_not_learner(&self) -> Result<()> {
+        if self.is_learner() {
+            return Err(Error::NotSupportedForLearner);
+        }
+        Ok(())
+    }
+
+    /// A new request id, unique across the cluster.
+    pub(crate) fn next_request_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A full response header at the given revision.
@@ -180,14 +229,20 @@ impl Core {
 
     /// Proposes a write through raft and waits until it is applied.
     pub(crate) async fn propose(&self, op: Op) -> Result<ApplyResult> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_request_id();
         let data = InternalRequest { id, op: Some(op) }.encode_to_vec();
         if data.len() > self.limits.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
+        self.propose_raw(id, Msg::Propose { id, data }).await
+    }
+
+    /// Registers a waiter for request `id`, sends `m` to the raft loop and waits until the
+    /// entry carrying `id` is applied.
+    pub(crate) async fn propose_raw(&self, id: u64, m: Msg) -> Result<ApplyResult> {
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().insert(id, tx);
-        if let Err(e) = self.send(Msg::Propose { id, data }) {
+        if let Err(e) = self.send(m) {
             self.waiters.lock().remove(&id);
             return Err(e);
         }

@@ -50,6 +50,26 @@ pub enum Error {
     MemberNotFound,
     #[error("etcdserver: request canceled")]
     Canceled,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: given member URLs are invalid")]
+    InvalidPeerUrls,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
+    #[error("etcdserver: the member has been permanently removed from the cluster")]
+    MemberRemoved,
     /// Storage failure (engine, WAL): the member can no longer serve writes safely.
     #[error("etcdserver: {0}")]
     Internal(String),
@@ -68,8 +88,22 @@ impl Error {
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            NoLeader | Stopped | Timeout => Code::Unavailable,
-            NotLeader | BadLeaderTransferee | LeaseExists => Code::FailedPrecondition,
+            NoLeader
+            | Stopped
+            | Timeout
+            | LeaderChanged
+            | NotSupportedForLearner
+            | MemberRemoved => Code::Unavailable,
+            NotLeader
+            | BadLeaderTransferee
+            | LeaseExists
+            | PeerUrlExists
+            | MemberExists
+            | TooManyLearners
+            | MemberNotLearner
+            | LearnerNotReady
+            | NotEnoughStartedMembers => Code::FailedPrecondition,
+            InvalidPeerUrls => Code::InvalidArgument,
             Canceled => Code::Cancelled,
             Internal(_) => Code::Unknown,
             Unimplemented(_) => Code::Unimplemented,

@@ -20,8 +20,8 @@ use crate::api::watch::WatchService;
 use crate::compactor;
 use crate::core::{Core, Limits};
 use crate::error::{Error, Result};
-use crate::membership::{self, MemberInfo};
-use crate::mvcc::backend::{ALARM, CLUSTER, MEMBERS};
+use crate::membership::{self, ClusterInfo, MemberInfo, MemberRecord, Membership};
+use crate::mvcc::backend::{ALARM, CLUSTER, META, META_CONSISTENT_INDEX, META_TERM};
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
@@ -29,6 +29,7 @@ use crate::pb::etcdserverpb::{
 };
 use crate::raft::{self, RaftOptions};
 use crate::status::{MemberStatus, ProbeFuture};
+use crate::transport::{Transport, TransportConfig};
 
 /// gRPC allows this much above `--max-request-bytes` for message framing (etcd's 512 KiB).
 const GRPC_OVERHEAD: usize = 512 * 1024;
@@ -53,6 +54,12 @@ pub struct ServerOptions {
     /// Client URLs reported by MemberList; empty = derived from the bound addresses.
     pub advertise_client_urls: Vec<String>,
     pub initial_advertise_peer_urls: Vec<String>,
+    /// Addresses the peer transport listens on (`--listen-peer-urls`; empty = none).
+    pub listen_peer_addrs: Vec<SocketAddr>,
+    /// `--initial-cluster` as (name, peer URL) pairs; empty = this member alone.
+    pub initial_cluster: Vec<(String, String)>,
+    /// `--initial-cluster-state existing`: join a running cluster (after MemberAdd).
+    pub initial_cluster_existing: bool,
     pub initial_cluster_token: String,
     pub snapshot_count: u64,
     pub heartbeat_interval: Duration,
@@ -80,6 +87,9 @@ impl Default for ServerOptions {
             listen_client_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 2379))],
             advertise_client_urls: vec!["http://localhost:2379".into()],
             initial_advertise_peer_urls: vec!["http://localhost:2380".into()],
+            listen_peer_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 2380))],
+            initial_cluster: Vec::new(),
+            initial_cluster_existing: false,
             initial_cluster_token: "etcd-cluster".into(),
             snapshot_count: 100_000,
             heartbeat_interval: Duration::from_millis(100),
@@ -102,6 +112,7 @@ impl ServerOptions {
             data_dir: dir.into(),
             listen_client_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             advertise_client_urls: Vec::new(),
+            listen_peer_addrs: Vec::new(),
             ..Default::default()
         }
     }
@@ -123,6 +134,7 @@ impl Server {
         let snap_dir = member_dir.join("snap");
         let wal_dir = member_dir.join("wal");
         let db_path = snap_dir.join("db");
+        let had_wal = wal_dir.exists();
         let (store, rec) = tokio::task::spawn_blocking(move || Store::open(&db_path))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
@@ -137,17 +149,60 @@ impl Server {
             addrs.push(l.local_addr().map_err(|e| Error::Internal(e.to_string()))?);
             listeners.push(l);
         }
+        let mut peer_listeners = Vec::new();
+        for a in &opts.listen_peer_addrs {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| Error::Internal(format!("listen on {a} (peers): {e}")))?;
+            peer_listeners.push(l);
+        }
         let client_urls = if opts.advertise_client_urls.is_empty() {
             addrs.iter().map(|a| format!("http://{a}")).collect()
         } else {
             opts.advertise_client_urls.clone()
         };
-        let member = identify(&store, &opts, client_urls)?;
+        let fresh = !had_wal && Membership::load(&store.backend)?.members.is_empty();
+        let (member, cluster) = if fresh {
+            bootstrap(&store, &opts, client_urls).await?
+        } else {
+            identify(&store, &opts, client_urls)?
+        };
+        let rec = if fresh {
+            // Bootstrapping wrote the consistent index.
+            crate::mvcc::store::Recovered {
+                consistent_index: read_u64(
+                    store.backend.get_committed(META, META_CONSISTENT_INDEX)?,
+                ),
+                term: read_u64(store.backend.get_committed(META, META_TERM)?),
+                pending_compaction: rec.pending_compaction,
+            }
+        } else {
+            rec
+        };
+        let conf = match membership::load_conf_state(&store.backend)? {
+            Some(c) => raft::storage::to_conf_state(&c),
+            None if rec.consistent_index > 0 => {
+                // A data directory restored from a snapshot file (or written before the
+                // configuration was recorded): every member listed votes, learners learn.
+                let mut c = ::raft::eraftpb::ConfState::default();
+                for m in cluster.members.values() {
+                    if m.is_learner {
+                        c.learners.push(m.id);
+                    } else {
+                        c.voters.push(m.id);
+                    }
+                }
+                c
+            }
+            // Joining an existing cluster: the leader's snapshot brings the configuration.
+            None => ::raft::eraftpb::ConfState::default(),
+        };
         tracing::info!(
             name = %member.name,
             member_id = %format!("{:x}", member.id),
             cluster_id = %format!("{:x}", member.cluster_id),
             data_dir = %opts.data_dir.display(),
+            members = cluster.members.len(),
             "starting member"
         );
         let limits = Limits {
@@ -155,7 +210,13 @@ impl Server {
             max_txn_ops: opts.max_txn_ops,
             quota_backend_bytes: opts.quota_backend_bytes.unwrap_or(0),
         };
-        let core = Arc::new(Core::new(store, member, limits));
+        let peers: Vec<(u64, Vec<String>)> = cluster
+            .members
+            .values()
+            .filter(|m| m.id != member.id)
+            .map(|m| (m.id, m.peer_urls.clone()))
+            .collect();
+        let core = Arc::new(Core::new(store, member, cluster, limits));
         load_alarms(&core)?;
         core.lessor
             .set_min_ttl(crate::lease::min_ttl_for(opts.election_timeout));
@@ -175,6 +236,19 @@ impl Server {
             core.store.compact(rev, |be| be.commit(&meta()))?;
             core.store.backend.commit(&meta())?;
         }
+        let transport = Arc::new(Transport::start(
+            TransportConfig {
+                local_id: core.member.id,
+                cluster_id: core.member.cluster_id,
+                snap_dir: snap_dir.clone(),
+            },
+            peer_listeners,
+            Arc::new(raft::PeerHandler::new(&core)),
+        ));
+        for (id, urls) in peers {
+            transport.add_peer(id, urls);
+        }
+        let _ = core.transport.set(transport.clone());
         let tick = opts.heartbeat_interval.max(Duration::from_millis(1));
         let ropts = RaftOptions {
             tick,
@@ -184,9 +258,11 @@ impl Server {
             snap_dir,
         };
         let core2 = core.clone();
-        let raft_thread = tokio::task::spawn_blocking(move || raft::start(core2, ropts, &rec))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+        let t2 = transport.clone();
+        let raft_thread =
+            tokio::task::spawn_blocking(move || raft::start(core2, ropts, &rec, conf, t2))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut serving = Vec::new();
@@ -221,6 +297,19 @@ impl Server {
             opts.watch_progress_notify_interval,
             shutdown_rx.clone(),
         ));
+        let (published_tx, published_rx) = tokio::sync::oneshot::channel();
+        serving.push(spawn_publish(
+            core.clone(),
+            shutdown_rx.clone(),
+            published_tx,
+        ));
+        // Like etcd, a member is ready once it has published its attributes; a lone
+        // member can do that at once, so wait for it (members of a larger cluster publish
+        // when a quorum is up).
+        let alone = core.cluster.read().members.len() == 1;
+        if alone {
+            let _ = tokio::time::timeout(Duration::from_secs(5), published_rx).await;
+        }
         Ok(Server {
             core,
             addrs,
@@ -262,6 +351,23 @@ impl Server {
         if let Some(t) = self.raft_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+        if let Some(t) = self.core.transport.get() {
+            t.stop().await;
+        }
+    }
+
+    /// Resolves when the member stops on its own: `Ok` when it was removed from the
+    /// cluster, `Err` on a fatal storage error.
+    pub async fn terminated(&self) -> Result<()> {
+        let mut rx = self.core.terminated.subscribe();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -272,51 +378,234 @@ impl Drop for Server {
     }
 }
 
-/// This member's identity: from the `members` bucket when the data directory has one,
-/// otherwise derived from the peer URLs and cluster token (and recorded).
-fn identify(store: &Store, opts: &ServerOptions, client_urls: Vec<String>) -> Result<MemberInfo> {
-    let mut ids = Vec::new();
-    for (k, _) in store.backend.scan_committed(MEMBERS)? {
-        if let Ok(id) = u64::from_str_radix(&String::from_utf8_lossy(&k), 16) {
-            ids.push(id);
+fn read_u64(v: Option<Vec<u8>>) -> u64 {
+    v.and_then(|v| {
+        v.get(..8)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+    })
+    .unwrap_or(0)
+}
+
+/// The `cluster` bucket key where Cairn keeps the cluster id (it must survive membership
+/// changes, so it cannot be recomputed from the members).
+const CLUSTER_ID_KEY: &[u8] = b"cairnClusterID";
+
+/// The members of `--initial-cluster` (this member alone when it is empty), with etcd's
+/// ids.
+fn initial_members(opts: &ServerOptions) -> Vec<MemberRecord> {
+    let mut pairs = opts.initial_cluster.clone();
+    if pairs.is_empty() {
+        for u in &opts.initial_advertise_peer_urls {
+            pairs.push((opts.name.clone(), u.clone()));
         }
     }
-    let derived = membership::member_id(
-        &opts.initial_advertise_peer_urls,
-        &opts.initial_cluster_token,
-    );
-    let id = if ids.contains(&derived) || ids.is_empty() {
-        derived
-    } else {
-        ids[0]
-    };
-    if ids.is_empty() {
-        ids.push(id);
+    let mut by_name: Vec<(String, Vec<String>)> = Vec::new();
+    for (n, u) in pairs {
+        match by_name.iter_mut().find(|(bn, _)| *bn == n) {
+            Some((_, urls)) => urls.push(u),
+            None => by_name.push((n, vec![u])),
+        }
     }
-    let info = MemberInfo {
-        id,
-        cluster_id: membership::cluster_id(&ids),
-        name: opts.name.clone(),
-        peer_urls: opts.initial_advertise_peer_urls.clone(),
-        client_urls,
-    };
-    store.backend.put(
-        MEMBERS,
-        Bytes::from(info.backend_key()),
-        Bytes::from(info.backend_value()),
-    );
-    if store
-        .backend
-        .get_committed(CLUSTER, b"clusterVersion")?
-        .is_none()
-    {
-        store.backend.put(
+    by_name
+        .into_iter()
+        .map(|(name, peer_urls)| MemberRecord {
+            id: membership::member_id(&peer_urls, &opts.initial_cluster_token),
+            peer_urls,
+            is_learner: false,
+            name,
+            client_urls: Vec::new(),
+        })
+        .collect()
+}
+
+/// A member with no data yet: a new cluster from `--initial-cluster`, or a member added
+/// with MemberAdd joining a running one (`--initial-cluster-state existing`).
+async fn bootstrap(
+    store: &Store,
+    opts: &ServerOptions,
+    client_urls: Vec<String>,
+) -> Result<(MemberInfo, Membership)> {
+    let be = &store.backend;
+    let mut cluster = Membership::default();
+    let (id, cluster_id) = if opts.initial_cluster_existing {
+        let mine = &opts.initial_advertise_peer_urls;
+        let others: Vec<String> = initial_members(opts)
+            .into_iter()
+            .filter(|m| !m.peer_urls.iter().any(|u| mine.contains(u)))
+            .flat_map(|m| m.peer_urls)
+            .collect();
+        if others.is_empty() {
+            return Err(Error::Internal(
+                "--initial-cluster-state=existing needs the other members in --initial-cluster"
+                    .into(),
+            ));
+        }
+        let bytes = crate::transport::fetch_members(&others, Duration::from_secs(5))
+            .await
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "cannot fetch cluster info from peer urls {}: {e}",
+                    others.join(",")
+                ))
+            })?;
+        let info: ClusterInfo = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("bad cluster info from peers: {e}")))?;
+        for m in info.members {
+            cluster.put(be, m);
+        }
+        let me = cluster.by_peer_url(mine).map(|m| m.id).ok_or_else(|| {
+            Error::Internal(format!(
+                "error validating peerURLs: this member's peer URLs {} are not in the cluster \
+                 (add it with `etcdctl member add` first)",
+                mine.join(",")
+            ))
+        })?;
+        // Record our own name and URLs; the cluster learns them when we publish.
+        tracing::info!(member_id = %format!("{me:x}"), "joining an existing cluster");
+        (me, info.cluster_id)
+    } else {
+        let members = initial_members(opts);
+        let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        let me = membership::member_id(
+            &opts.initial_advertise_peer_urls,
+            &opts.initial_cluster_token,
+        );
+        if !ids.contains(&me) {
+            return Err(Error::Internal(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                opts.name
+            )));
+        }
+        // Client URLs become known to the cluster when each member publishes them.
+        for m in members {
+            cluster.put(be, m);
+        }
+        membership::stage_conf_state(
+            be,
+            &membership::ConfStateRecord {
+                voters: {
+                    let mut v = ids.clone();
+                    v.sort_unstable();
+                    v
+                },
+                learners: Vec::new(),
+            },
+        );
+        be.put(
             CLUSTER,
             Bytes::from_static(b"clusterVersion"),
             Bytes::from_static(crate::status::CLUSTER_VERSION.as_bytes()),
         );
-    }
-    Ok(info)
+        (me, membership::cluster_id(&ids))
+    };
+    be.put(
+        CLUSTER,
+        Bytes::from_static(CLUSTER_ID_KEY),
+        Bytes::copy_from_slice(&cluster_id.to_be_bytes()),
+    );
+    // A new cluster starts with its configuration applied at index 1 of term 1 (every
+    // member the same); a joiner starts empty and receives the leader's snapshot.
+    let ci: u64 = if opts.initial_cluster_existing { 0 } else { 1 };
+    be.commit(&[
+        (META_CONSISTENT_INDEX, ci.to_be_bytes().to_vec()),
+        (META_TERM, ci.to_be_bytes().to_vec()),
+    ])?;
+    let info = MemberInfo {
+        id,
+        cluster_id,
+        name: opts.name.clone(),
+        client_urls,
+    };
+    Ok((info, cluster))
+}
+
+/// A restarting member: who it is, from the recorded members (matched by peer URLs, then
+/// by name).
+fn identify(
+    store: &Store,
+    opts: &ServerOptions,
+    client_urls: Vec<String>,
+) -> Result<(MemberInfo, Membership)> {
+    let cluster = Membership::load(&store.backend)?;
+    let derived = membership::member_id(
+        &opts.initial_advertise_peer_urls,
+        &opts.initial_cluster_token,
+    );
+    let id = if cluster.members.contains_key(&derived) {
+        derived
+    } else if let Some(m) = cluster.by_peer_url(&opts.initial_advertise_peer_urls) {
+        m.id
+    } else if let Some(m) = cluster.members.values().find(|m| m.name == opts.name) {
+        m.id
+    } else if cluster.members.len() == 1 {
+        *cluster.members.keys().next().expect("one member")
+    } else {
+        return Err(Error::Internal(format!(
+            "cannot tell which member this is: peer URLs {} and name {:?} match none of the {} recorded members",
+            opts.initial_advertise_peer_urls.join(","),
+            opts.name,
+            cluster.members.len()
+        )));
+    };
+    let ids: Vec<u64> = cluster.members.keys().copied().collect();
+    let cluster_id = match store.backend.get_committed(CLUSTER, CLUSTER_ID_KEY)? {
+        Some(v) if v.len() == 8 => read_u64(Some(v)),
+        _ => membership::cluster_id(&ids),
+    };
+    let info = MemberInfo {
+        id,
+        cluster_id,
+        name: opts.name.clone(),
+        client_urls,
+    };
+    Ok((info, cluster))
+}
+
+/// Publishes this member's name and client URLs through raft once a leader is known, as
+/// etcd's members do after starting (until then others see them without).
+fn spawn_publish(
+    core: Arc<Core>,
+    mut shutdown: watch::Receiver<bool>,
+    published: tokio::sync::oneshot::Sender<()>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let _published = published;
+        loop {
+            let up_to_date =
+                core.cluster.read().members.get(&core.member.id).map(|m| {
+                    m.name == core.member.name && m.client_urls == core.member.client_urls
+                });
+            if up_to_date == Some(true) {
+                return;
+            }
+            if up_to_date.is_some() && core.has_leader() {
+                let m = crate::pb::etcdserverpb::Member {
+                    id: core.member.id,
+                    name: core.member.name.clone(),
+                    client_ur_ls: core.member.client_urls.clone(),
+                    ..Default::default()
+                };
+                match core.propose(crate::apply::Op::MemberAttr(m)).await {
+                    Ok(_) => {
+                        tracing::info!(
+                            name = %core.member.name,
+                            client_urls = ?core.member.client_urls,
+                            "published member attributes to the cluster"
+                        );
+                        return;
+                    }
+                    Err(Error::Stopped) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "publishing member attributes failed; retrying")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.wait_for(|v| *v) => return,
+            }
+        }
+    })
 }
 
 fn load_alarms(core: &Core) -> Result<()> {
@@ -410,7 +699,7 @@ impl MemberStatus for StatusHandle {
     }
 
     fn is_learner(&self) -> bool {
-        false
+        self.core.is_learner()
     }
 
     fn range_probe(&self, serializable: bool) -> ProbeFuture<'_> {

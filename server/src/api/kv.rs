@@ -48,6 +48,7 @@ impl KvService {
     pub(crate) async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
         kvx::check_range(&r)?;
         if !r.serializable {
+            self.core.check_not_learner()?;
             self.core.read_index().await?;
         }
         let cur = self.core.store.rev();
@@ -102,6 +103,7 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         check_leader(&self.core, &req)?;
+        self.core.check_not_learner()?;
         let r = req.into_inner();
         kvx::check_put(&r)?;
         self.check_quota(kvx::put_cost(&request_op::Request::RequestPut(r.clone())))
@@ -120,6 +122,7 @@ impl Kv for KvService {
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         check_leader(&self.core, &req)?;
+        self.core.check_not_learner()?;
         let r = req.into_inner();
         kvx::check_delete(&r)?;
         match self.core.propose(Op::DeleteRange(r)).await? {
@@ -133,6 +136,7 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         check_leader(&self.core, &req)?;
+        self.core.check_not_learner()?;
         Ok(Response::new(self.txn_inner(req.into_inner()).await?))
     }
 
@@ -141,6 +145,7 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         check_leader(&self.core, &req)?;
+        self.core.check_not_learner()?;
         let r = req.into_inner();
         match self.core.propose(Op::Compaction(r)).await? {
             ApplyResult::Compaction(mut c) => {

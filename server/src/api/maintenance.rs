@@ -60,7 +60,7 @@ pub(crate) fn status(core: &Core) -> StatusResponse {
         raft_applied_index: core.raft.applied.load(Ordering::Acquire),
         errors,
         db_size_in_use: be.size_in_use() as i64,
-        is_learner: false,
+        is_learner: core.is_learner(),
         storage_version: String::new(),
         db_size_quota: core.limits.quota_backend_bytes as i64,
         downgrade_info: None,
@@ -230,9 +230,11 @@ impl Maintenance for MaintenanceService {
             return Err(Error::NotLeader.into());
         }
         let target = req.into_inner().target_id;
-        if target != self.core.member.id {
-            return Err(Error::BadLeaderTransferee.into());
-        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.core
+            .send(crate::raft::Msg::TransferLeader(target, tx))?;
+        rx.await.map_err(|_| Error::Stopped)??;
+        tracing::info!(to = %format!("{target:x}"), "leadership moved");
         Ok(Response::new(MoveLeaderResponse {
             header: Some(self.core.header(self.core.store.rev())),
         }))

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::mvcc::backend::ALARM;
 use crate::pb::etcdserverpb::{
     alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
-    CompactionRequest, CompactionResponse, ResponseHeader,
+    CompactionRequest, CompactionResponse, Member, MemberUpdateRequest, ResponseHeader,
 };
 pub(crate) use request::{ApplyResult, InternalRequest, Op};
 
@@ -75,7 +75,47 @@ pub(crate) fn apply(
             crate::lease::apply_checkpoint(core, c);
             Ok(ApplyResult::LeaseCheckpoint)
         }
+        Op::MemberAttr(m) => apply_member_attr(core, m),
+        Op::MemberUpdate(u) => apply_member_update(core, u),
     }
+}
+
+fn apply_member_attr(core: &Core, m: Member) -> Result<ApplyResult> {
+    let mut c = core.cluster.write();
+    let Some(mut rec) = c.members.get(&m.id).cloned() else {
+        return Err(Error::MemberNotFound);
+    };
+    rec.name = m.name;
+    rec.client_urls = m.client_ur_ls;
+    c.put(&core.store.backend, rec);
+    Ok(ApplyResult::Members {
+        member: None,
+        members: c.list(),
+    })
+}
+
+fn apply_member_update(core: &Core, u: MemberUpdateRequest) -> Result<ApplyResult> {
+    let mut c = core.cluster.write();
+    let Some(mut rec) = c.members.get(&u.id).cloned() else {
+        return Err(Error::MemberNotFound);
+    };
+    if let Some(other) = c.by_peer_url(&u.peer_ur_ls) {
+        if other.id != u.id {
+            return Err(Error::PeerUrlExists);
+        }
+    }
+    rec.peer_urls = u.peer_ur_ls;
+    tracing::info!(member = %format!("{:x}", rec.id), peer_urls = ?rec.peer_urls, "member updated");
+    c.put(&core.store.backend, rec.clone());
+    if rec.id != core.member.id {
+        if let Some(t) = core.transport.get() {
+            t.add_peer(rec.id, rec.peer_urls.clone());
+        }
+    }
+    Ok(ApplyResult::Members {
+        member: Some(rec.to_pb()),
+        members: c.list(),
+    })
 }
 
 fn set_rev(h: &mut Option<ResponseHeader>, rev: i64) {

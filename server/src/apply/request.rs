@@ -3,7 +3,8 @@
 use crate::pb::etcdserverpb::{
     AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
     DeleteRangeResponse, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, Member, MemberUpdateRequest, PutRequest, PutResponse,
+    TxnRequest, TxnResponse,
 };
 
 /// A request proposed through raft (Cairn's own entry format; etcd's
@@ -13,7 +14,7 @@ pub(crate) struct InternalRequest {
     /// Matches the entry to the waiting client call.
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub op: Option<Op>,
 }
 
@@ -36,6 +37,12 @@ pub(crate) enum Op {
     LeaseRevoke(LeaseRevokeRequest),
     #[prost(message, tag = "9")]
     LeaseCheckpoint(LeaseCheckpointRequest),
+    /// A member publishes its name and client URLs (etcd's ClusterMemberAttrSet).
+    #[prost(message, tag = "10")]
+    MemberAttr(Member),
+    /// New peer URLs for a member (MemberUpdate).
+    #[prost(message, tag = "11")]
+    MemberUpdate(MemberUpdateRequest),
 }
 
 /// The result of applying one request (headers carry only the revision; the API layer
@@ -50,4 +57,9 @@ pub(crate) enum ApplyResult {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint,
+    /// A membership change: the member concerned and the members afterwards.
+    Members {
+        member: Option<Member>,
+        members: Vec<Member>,
+    },
 }

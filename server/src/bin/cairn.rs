@@ -66,10 +66,21 @@ fn main() {
                 return 1;
             }
         };
-        wait_for_signal().await;
-        tracing::info!("shutting down");
+        let code = tokio::select! {
+            _ = wait_for_signal() => {
+                tracing::info!("shutting down");
+                0
+            }
+            r = server.terminated() => match r {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "member stopped");
+                    1
+                }
+            },
+        };
         server.stop().await;
-        0
+        code
     });
     std::process::exit(code);
 }
@@ -106,8 +117,28 @@ fn options_from_config(cfg: &Config) -> Result<ServerOptions, String> {
                 .map_err(|e| format!("--listen-client-urls: {e}"))?,
         );
     }
+    let mut peers = Vec::new();
+    for u in &cfg.listen_peer_urls {
+        if u.scheme == Scheme::Https {
+            return Err(format!(
+                "--listen-peer-urls {u}: TLS is not supported by cairn yet"
+            ));
+        }
+        peers.push(
+            u.bind_addr()
+                .map_err(|e| format!("--listen-peer-urls: {e}"))?,
+        );
+    }
     Ok(ServerOptions {
         name: cfg.name.clone(),
+        listen_peer_addrs: peers,
+        initial_cluster: cfg
+            .initial_cluster
+            .iter()
+            .map(|(n, u)| (n.clone(), u.to_string()))
+            .collect(),
+        initial_cluster_existing: cfg.initial_cluster_state
+            == cairn_server::config::ClusterState::Existing,
         data_dir: cfg.data_dir.clone(),
         listen_client_addrs: listen,
         advertise_client_urls: cfg

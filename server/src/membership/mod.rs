@@ -1,9 +1,20 @@
 //! Member and cluster identity, derived like etcd's (so a default single member has the
-//! same ids as a default etcd), and the `members`/`cluster` bucket records.
+//! same ids as a default etcd), and the cluster's membership: the `members` and
+//! `members_removed` bucket records (etcd's JSON), plus raft's `ConfState` in the `meta`
+//! bucket (key `confState`), all changed only by applied raft entries.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
+use crate::error::{Error, Result};
+use crate::mvcc::backend::{Backend, MEMBERS, MEMBERS_REMOVED, META};
 use crate::pb::etcdserverpb::Member;
+
+/// The `meta` bucket key holding raft's configuration (etcd 3.5's `confState`, JSON).
+pub(crate) const META_CONF_STATE: &[u8] = b"confState";
 
 /// This member's identity and addresses.
 #[derive(Clone, Debug)]
@@ -11,7 +22,6 @@ pub(crate) struct MemberInfo {
     pub(crate) id: u64,
     pub(crate) cluster_id: u64,
     pub(crate) name: String,
-    pub(crate) peer_urls: Vec<String>,
     pub(crate) client_urls: Vec<String>,
 }
 
@@ -41,34 +51,177 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     u64::from_be_bytes(d[..8].try_into().expect("sha1 has 20 bytes"))
 }
 
-impl MemberInfo {
-    /// The member as the Cluster service reports it.
+/// A member record: etcd's JSON in the `members` bucket (`id`, `peerURLs`, `isLearner`,
+/// `name`, `clientURLs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MemberRecord {
+    pub(crate) id: u64,
+    #[serde(rename = "peerURLs", default)]
+    pub(crate) peer_urls: Vec<String>,
+    #[serde(rename = "isLearner", default, skip_serializing_if = "is_false")]
+    pub(crate) is_learner: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) name: String,
+    #[serde(rename = "clientURLs", default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) client_urls: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl MemberRecord {
     pub(crate) fn to_pb(&self) -> Member {
         Member {
             id: self.id,
             name: self.name.clone(),
             peer_ur_ls: self.peer_urls.clone(),
             client_ur_ls: self.client_urls.clone(),
-            is_learner: false,
+            is_learner: self.is_learner,
         }
     }
 
-    /// The `members` bucket key: the id in lower-case hex (etcd's types.ID.String()).
-    pub(crate) fn backend_key(&self) -> String {
-        format!("{:x}", self.id)
+    fn key(id: u64) -> Bytes {
+        Bytes::from(format!("{id:x}"))
+    }
+}
+
+/// raft's voters and learners, persisted as JSON like etcd's `confState`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ConfStateRecord {
+    #[serde(default)]
+    pub(crate) voters: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) learners: Vec<u64>,
+}
+
+/// The cluster as this member knows it (changed only by the apply loop).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Membership {
+    pub(crate) members: BTreeMap<u64, MemberRecord>,
+    pub(crate) removed: BTreeSet<u64>,
+}
+
+/// What a members query (peer transport, kind 3) answers: how a joining member learns the
+/// cluster id and its own id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ClusterInfo {
+    pub(crate) cluster_id: u64,
+    pub(crate) members: Vec<MemberRecord>,
+}
+
+impl Membership {
+    /// Reads the `members` and `members_removed` buckets (committed state).
+    pub(crate) fn load(be: &Backend) -> Result<Membership> {
+        let mut m = Membership::default();
+        for (k, v) in be.scan_committed(MEMBERS)? {
+            match serde_json::from_slice::<MemberRecord>(&v) {
+                Ok(r) => {
+                    m.members.insert(r.id, r);
+                }
+                Err(e) => tracing::warn!(
+                    key = %String::from_utf8_lossy(&k),
+                    error = %e,
+                    "unreadable member record skipped"
+                ),
+            }
+        }
+        for (k, _) in be.scan_committed(MEMBERS_REMOVED)? {
+            if let Ok(id) = u64::from_str_radix(&String::from_utf8_lossy(&k), 16) {
+                m.removed.insert(id);
+            }
+        }
+        Ok(m)
     }
 
-    /// The `members` bucket value: etcd's JSON encoding of a member.
-    pub(crate) fn backend_value(&self) -> String {
-        let mut v = serde_json::json!({ "id": self.id, "peerURLs": self.peer_urls });
-        if !self.name.is_empty() {
-            v["name"] = serde_json::Value::from(self.name.clone());
-        }
-        if !self.client_urls.is_empty() {
-            v["clientURLs"] = serde_json::Value::from(self.client_urls.clone());
-        }
-        v.to_string()
+    /// Stages `r` in the backend and in memory.
+    pub(crate) fn put(&mut self, be: &Backend, r: MemberRecord) {
+        let v = serde_json::to_vec(&r).unwrap_or_default();
+        be.put(MEMBERS, MemberRecord::key(r.id), Bytes::from(v));
+        self.members.insert(r.id, r);
     }
+
+    /// Removes member `id` for good (it may never rejoin).
+    pub(crate) fn remove(&mut self, be: &Backend, id: u64) {
+        be.delete(MEMBERS, MemberRecord::key(id));
+        be.put(
+            MEMBERS_REMOVED,
+            MemberRecord::key(id),
+            Bytes::from_static(b"removed"),
+        );
+        self.members.remove(&id);
+        self.removed.insert(id);
+    }
+
+    pub(crate) fn list(&self) -> Vec<Member> {
+        self.members.values().map(MemberRecord::to_pb).collect()
+    }
+
+    /// The member that has one of `urls` as a peer URL.
+    pub(crate) fn by_peer_url(&self, urls: &[String]) -> Option<&MemberRecord> {
+        self.members
+            .values()
+            .find(|m| m.peer_urls.iter().any(|u| urls.contains(u)))
+    }
+
+    pub(crate) fn learners(&self) -> usize {
+        self.members.values().filter(|m| m.is_learner).count()
+    }
+}
+
+/// Stages raft's configuration in the `meta` bucket.
+pub(crate) fn stage_conf_state(be: &Backend, cs: &ConfStateRecord) {
+    let v = serde_json::to_vec(cs).unwrap_or_default();
+    be.put(META, Bytes::from_static(META_CONF_STATE), Bytes::from(v));
+}
+
+/// The committed raft configuration, if one was recorded.
+pub(crate) fn load_conf_state(be: &Backend) -> Result<Option<ConfStateRecord>> {
+    match be.get_committed(META, META_CONF_STATE)? {
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("unreadable confState: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// An id for a member added at run time: the SHA-1 of its peer URLs and the time (like
+/// etcd's MemberAdd, which mixes the current time in so a re-added URL gets a new id).
+pub(crate) fn new_member_id(peer_urls: &[String]) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    let mut h = Sha1::new();
+    for u in urls {
+        h.update(u.as_bytes());
+    }
+    h.update(now.to_be_bytes());
+    let d = h.finalize();
+    u64::from_be_bytes(d[..8].try_into().expect("sha1 has 20 bytes"))
+}
+
+/// Peer URLs must be `http://host:port` (TLS peers are not supported yet).
+pub(crate) fn check_peer_urls(urls: &[String]) -> Result<()> {
+    if urls.is_empty() {
+        return Err(Error::InvalidPeerUrls);
+    }
+    for u in urls {
+        let rest = u
+            .strip_prefix("http://")
+            .or_else(|| u.strip_prefix("https://"));
+        let ok = rest.is_some_and(|r| {
+            let r = r.trim_end_matches('/');
+            r.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        });
+        if !ok {
+            return Err(Error::InvalidPeerUrls);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
