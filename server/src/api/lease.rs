@@ -281,11 +281,17 @@ impl Forwarder {
         deadline: Instant,
     ) -> Result<i64, String> {
         let reusable = matches!(up, Some(u) if u.leader == leader && urls.contains(&u.url));
-        if !reusable {
+        if reusable {
+            if let Some(u) = up.as_mut() {
+                u.tx.send(LeaseKeepAliveRequest { id })
+                    .await
+                    .map_err(|_| "upstream closed".to_string())?;
+            }
+        } else {
             *up = None;
             let mut last = String::from("no usable client URL");
             for url in urls {
-                match self.open_upstream(leader, url, deadline).await {
+                match self.open_upstream(leader, url, id, deadline).await {
                     Ok(u) => {
                         *up = Some(u);
                         break;
@@ -298,9 +304,6 @@ impl Forwarder {
             }
         }
         let u = up.as_mut().ok_or("no upstream")?;
-        u.tx.send(LeaseKeepAliveRequest { id })
-            .await
-            .map_err(|_| "upstream closed".to_string())?;
         match tokio::time::timeout_at(deadline.into(), u.rx.message()).await {
             Ok(Ok(Some(r))) => Ok(r.ttl),
             Ok(Ok(None)) => Err("upstream ended".into()),
@@ -309,14 +312,20 @@ impl Forwarder {
         }
     }
 
+    /// Opens an upstream keep-alive stream to `leader` at `url` carrying lease `id`'s
+    /// keep-alive as its first request (queued before the call: a server may send its
+    /// response headers only with the first answer).
     async fn open_upstream(
         &self,
         leader: u64,
         url: &str,
+        id: i64,
         deadline: Instant,
     ) -> Result<Upstream, String> {
         let mut client = self.client(url).ok_or("unusable URL")?;
         let (tx, rx) = mpsc::channel(16);
+        tx.try_send(LeaseKeepAliveRequest { id })
+            .map_err(|_| "upstream queue".to_string())?;
         let mut req = Request::new(ReceiverStream::new(rx));
         mark_forwarded(&mut req);
         let call = client.lease_keep_alive(req);
