@@ -179,7 +179,15 @@ impl Server {
         } else {
             rec
         };
-        let conf = match membership::load_conf_state(&store.backend)? {
+        // The recorded configuration must name exactly the recorded members; a file
+        // restored from a snapshot keeps the source cluster's configuration (etcd writes
+        // `confState` too), so it is rebuilt from the members then.
+        let recorded = membership::load_conf_state(&store.backend)?.filter(|c| {
+            let mut ids: Vec<u64> = c.voters.iter().chain(c.learners.iter()).copied().collect();
+            ids.sort_unstable();
+            ids == cluster.members.keys().copied().collect::<Vec<u64>>()
+        });
+        let conf = match recorded {
             Some(c) => raft::storage::to_conf_state(&c),
             None if rec.consistent_index > 0 => {
                 // A data directory restored from a snapshot file (or written before the
