@@ -52,9 +52,9 @@ pub struct CompareArgs {
     /// Keys under the prefix that the LIST workload pages through
     #[arg(long = "list-keys", default_value_t = 100_000)]
     pub list_keys: u64,
-    /// Only run workloads whose name contains one of these texts (comma separated;
-    /// "failover" selects the failover measurement)
-    #[arg(long, value_delimiter = ',')]
+    /// Only run workloads whose name contains this text; repeat the flag for
+    /// several ("failover" selects the failover measurement)
+    #[arg(long)]
     pub only: Vec<String>,
     /// Report file (default: perf/reports/<UTC date>.md); the chart goes beside it as .svg
     #[arg(long)]
@@ -1055,7 +1055,7 @@ fn markdown(info: &ReportInfo, results: &[(Case, [Option<Row>; 2])], svg_name: &
     );
     let _ = writeln!(s, "- command: `{}`", info.command);
     if let Some(src) = &info.source {
-        let _ = writeln!(s, "- source tree: {src}");
+        let _ = writeln!(s, "- checkout when the run started: {src}");
     }
     let _ = writeln!(s, "- wall time: {:.0} s\n", info.wall.as_secs_f64());
     let _ = writeln!(
@@ -1384,6 +1384,16 @@ mod tests {
             assert!(md.contains(want), "missing {want:?} in:\n{md}");
         }
         assert!(!md.contains("LIST keys"), "{md}");
+    }
+
+    #[test]
+    fn only_selects_by_substring_and_keeps_commas_in_names() {
+        let only = vec!["put 256 B, 1 clients".to_string(), "failover".into()];
+        assert!(selected(&only, "put 256 B, 1 clients"));
+        assert!(!selected(&only, "put 256 B, 16 clients"));
+        assert!(selected(&only, FAILOVER));
+        assert!(!selected(&only, "range serializable, 1 clients"));
+        assert!(selected(&[], "anything"));
     }
 
     #[test]
