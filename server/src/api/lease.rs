@@ -402,6 +402,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        self.core.check_not_learner()?;
         check_leader(&self.core, &req)?;
         let r = req.into_inner();
         if r.ttl > MAX_LEASE_TTL {
@@ -435,6 +436,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        self.core.check_not_learner()?;
         check_leader(&self.core, &req)?;
         let r = req.into_inner();
         if !self.core.lessor.exists(r.id) {
@@ -455,6 +457,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        self.core.check_not_learner()?;
         check_leader(&self.core, &req)?;
         let forwarded = is_forwarded(&req);
         let mut lost = requires_leader(&req).then(|| leader_lost(self.core.clone()));
@@ -506,6 +509,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        self.core.check_not_learner()?;
         check_leader(&self.core, &req)?;
         let forwarded = is_forwarded(&req);
         let r = req.into_inner();
@@ -522,6 +526,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.core.check_not_learner()?;
         check_leader(&self.core, &req)?;
         let leases = self
             .core
