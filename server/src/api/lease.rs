@@ -438,10 +438,10 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         self.core.check_not_learner()?;
         check_leader(&self.core, &req)?;
+        // No local existence check: a lease granted through another member may be
+        // committed but not yet applied here. Applying the revoke decides (not found is
+        // answered from the apply, as etcd).
         let r = req.into_inner();
-        if !self.core.lessor.exists(r.id) {
-            return Err(Error::LeaseNotFound.into());
-        }
         match self.core.propose(Op::LeaseRevoke(r)).await? {
             ApplyResult::LeaseRevoke(mut g) => {
                 self.core.fill(&mut g.header);
