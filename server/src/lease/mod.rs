@@ -146,6 +146,8 @@ pub(crate) struct Lessor {
     min_ttl: AtomicI64,
     /// Election timeout in milliseconds (the interval of the `hasleader` stream monitor).
     election_ms: AtomicU64,
+    /// `primary_term + 1` (0 = not primary), read without the lock on every keep-alive.
+    promoted: AtomicU64,
 }
 
 impl Default for Lessor {
@@ -154,6 +156,7 @@ impl Default for Lessor {
             state: Mutex::new(State::default()),
             min_ttl: AtomicI64::new(2),
             election_ms: AtomicU64::new(DEFAULT_ELECTION_TIMEOUT.as_millis() as u64),
+            promoted: AtomicU64::new(0),
         }
     }
 }
@@ -192,12 +195,16 @@ impl Lessor {
     /// The first call for a term restarts every lease's countdown from the anchor (see the
     /// module documentation), never shortening a deadline. Returns whether it promoted.
     pub(crate) fn promote(&self, term: u64) -> bool {
+        if self.promoted.load(Ordering::Acquire) == term.wrapping_add(1) {
+            return false;
+        }
         let now = Instant::now();
         let mut st = self.state.lock();
         if st.primary_term == Some(term) {
             return false;
         }
         st.primary_term = Some(term);
+        self.promoted.store(term.wrapping_add(1), Ordering::Release);
         st.revoking.clear();
         let anchor = *st.anchor.get_or_insert(now);
         for l in st.leases.values_mut() {
@@ -213,13 +220,19 @@ impl Lessor {
         let now = Instant::now();
         let mut st = self.state.lock();
         st.primary_term = None;
+        self.promoted.store(0, Ordering::Release);
         st.anchor = Some(st.anchor.map_or(now, |a| a.max(now)));
     }
 
     /// This member no longer leads: nothing expires here until the next promotion.
     /// Returns whether it was primary.
     pub(crate) fn demote(&self) -> bool {
-        self.state.lock().primary_term.take().is_some()
+        if self.promoted.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let mut st = self.state.lock();
+        self.promoted.store(0, Ordering::Release);
+        st.primary_term.take().is_some()
     }
 
     /// Whether this lessor is primary (promoted and not demoted since).
