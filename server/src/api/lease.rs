@@ -122,10 +122,13 @@ async fn renew_here(core: &Arc<Core>, id: i64) -> Option<i64> {
     if !ensure_primary(core) {
         return None;
     }
-    if !core.lessor.exists(id) {
+    let mut renewed = core.lessor.renew(id)?;
+    if renewed.0 == 0 && !core.lessor.exists(id) {
+        // Perhaps granted but not applied here yet.
         wait_applied(core).await;
+        renewed = core.lessor.renew(id)?;
     }
-    let (ttl, clear) = core.lessor.renew(id)?;
+    let (ttl, clear) = renewed;
     if clear {
         let core = core.clone();
         tokio::spawn(async move { crate::lease::clear_checkpoint(&core, id).await });
