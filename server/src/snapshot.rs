@@ -34,7 +34,6 @@ use crate::transport::SnapshotSource;
 /// An unreadable or corrupt file is an error and the old state keeps serving. An error
 /// after the file was moved into place (directory fsync, reloading) is fatal: the member
 /// must stop.
-#[allow(dead_code)] // TODO(lead): called by the raft loop on a received snapshot
 pub(crate) fn install(core: &Core, db_file: &Path) -> Result<Recovered> {
     let mut rec = core.store.replace(db_file)?;
     core.watch.restore(core.store.rev());
@@ -66,7 +65,6 @@ pub(crate) fn install(core: &Core, db_file: &Path) -> Result<Recovered> {
 
 /// A pinned, consistent view of the committed backend for streaming to a peer. The
 /// caller commits the staged batch first (raft loop) so the view is the applied state.
-#[allow(dead_code)] // TODO(lead): called by the raft loop to send a snapshot
 pub(crate) fn source(core: &Core) -> Result<Box<dyn SnapshotSource>> {
     Ok(Box::new(Pinned(core.store.backend.read_tx()?)))
 }
@@ -117,7 +115,6 @@ pub(crate) mod test_support {
             id: 1,
             cluster_id: 2,
             name: "test".into(),
-            peer_urls: vec!["http://127.0.0.1:2380".into()],
             client_urls: vec!["http://127.0.0.1:2379".into()],
         };
         let limits = Limits {
@@ -125,7 +122,7 @@ pub(crate) mod test_support {
             max_txn_ops: 128,
             quota_backend_bytes: 0,
         };
-        Core::new(store, member, limits)
+        Core::new(store, member, crate::membership::Membership::default(), limits)
     }
 
     /// One write request putting `k` = `v`; returns its revision.
