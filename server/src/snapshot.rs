@@ -122,7 +122,12 @@ pub(crate) mod test_support {
             max_txn_ops: 128,
             quota_backend_bytes: 0,
         };
-        Core::new(store, member, crate::membership::Membership::default(), limits)
+        Core::new(
+            store,
+            member,
+            crate::membership::Membership::default(),
+            limits,
+        )
     }
 
     /// One write request putting `k` = `v`; returns its revision.

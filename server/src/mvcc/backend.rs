@@ -134,11 +134,12 @@ impl Backend {
     /// Swaps in the engine handle of the file [`move_in`](Self::move_in) installed and
     /// discards the staged batches (the new file replaces the whole state). Apply loop
     /// only, after [`wait_committed`](Self::wait_committed). Read transactions already
-    /// open keep reading the old file until dropped.
-    pub(crate) fn swap(&self, db: Db) {
+    /// open keep reading the old file until dropped. Returns the old handle (for the
+    /// caller to drop outside its locks).
+    pub(crate) fn swap(&self, db: Db) -> Arc<Db> {
         let mut bufs = self.buf.write();
         *bufs = Buffers::default();
-        *self.db.write() = Arc::new(db);
+        std::mem::replace(&mut *self.db.write(), Arc::new(db))
     }
 
     /// The current engine handle (replaced by defragmentation).

@@ -195,11 +195,13 @@ impl Store {
         let loaded = load(&db.begin_read().map_err(super::backend::engine_err)?)?;
         self.backend.move_in(file)?;
         let mut index = self.index.write();
-        self.backend.swap(db);
-        *index = loaded.index;
+        let old_db = self.backend.swap(db);
+        let old_index = std::mem::replace(&mut *index, loaded.index);
         self.current_rev.store(loaded.current, Ordering::Release);
         self.compact_rev.store(loaded.compact, Ordering::Release);
         drop(index);
+        // Freed after readers were let in again.
+        drop((old_db, old_index));
         Ok(loaded.recovered)
     }
 
