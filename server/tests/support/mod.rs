@@ -393,3 +393,5 @@ impl Drop for Member {
         self.kill();
     }
 }
+
+pub mod proxy;
