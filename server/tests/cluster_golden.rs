@@ -113,7 +113,6 @@ struct Node {
 }
 
 impl Node {
-    #[allow(clippy::too_many_arguments)]
     fn spawn(
         which: Impl,
         dir: &Path,
