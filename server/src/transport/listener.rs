@@ -149,6 +149,12 @@ async fn read_stream(inner: &Arc<Inner>, stream: TcpStream, from: u64) -> Result
             tracing::warn!(peer = %peer, message_from = %format_args!("{:x}", m.from), "dropping a raft message whose sender differs from its stream's");
             continue;
         }
+        if inner.handler.is_removed(from) {
+            // Removed while connected: closing makes the sender reconnect, and the
+            // preamble check then tells it (status 3) that it was removed.
+            tracing::info!(peer = %peer, "closing the raft stream of a removed member");
+            return Ok(());
+        }
         inner.handler.on_message(m);
     }
 }
