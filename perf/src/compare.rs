@@ -754,7 +754,10 @@ pub async fn run(
         .any(|c| matches!(c.work, Work::List { .. } | Work::Range { .. }))
     {
         for (i, c) in clusters.iter().enumerate() {
-            eprintln!("compare: {}: writing {list_keys} keys for LIST", c.name);
+            eprintln!(
+                "compare: {}: writing the range key and {list_keys} keys for LIST",
+                c.name
+            );
             seed_times[i] = prepare(c, list_keys, &cancel).await?;
         }
     }
@@ -840,7 +843,10 @@ pub async fn run(
         list_keys,
         wall: started.elapsed(),
         interrupted: cancel.is_cancelled(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: std::env::args()
+            .map(|a| shell_quote(&a))
+            .collect::<Vec<_>>()
+            .join(" "),
         source,
         load: [load_before, loadavg()],
         date: utc_now(),
@@ -946,6 +952,18 @@ fn civil(secs: u64) -> (String, String) {
         format!("{y:04}-{m:02}-{d:02}"),
         format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
     )
+}
+
+/// `a` as a POSIX shell word: unchanged when it is plain, else in single quotes.
+fn shell_quote(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
 }
 
 /// "commit 1a2b3c4 (with uncommitted changes)" for the repository the tool was built from.
@@ -1394,6 +1412,18 @@ mod tests {
         assert!(selected(&only, FAILOVER));
         assert!(!selected(&only, "range serializable, 1 clients"));
         assert!(selected(&[], "anything"));
+    }
+
+    #[test]
+    fn commands_are_quoted_for_the_shell() {
+        assert_eq!(shell_quote("--members"), "--members");
+        assert_eq!(shell_quote("/a/b.md"), "/a/b.md");
+        assert_eq!(
+            shell_quote("put 256 B, 1 clients"),
+            "'put 256 B, 1 clients'"
+        );
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
     }
 
     #[test]
