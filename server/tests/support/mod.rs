@@ -394,4 +394,5 @@ impl Drop for Member {
     }
 }
 
+pub mod linearize;
 pub mod proxy;
