@@ -274,6 +274,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = core(dir.path());
         first_history(&c);
+        // The old state has lease 7 with "a1" attached.
+        let old_lease = crate::lease::LeaseRecord {
+            id: 7,
+            ttl: 60,
+            remaining_ttl: 0,
+        };
+        c.store.backend.put(
+            crate::mvcc::backend::LEASE,
+            crate::lease::bucket_key(7),
+            Bytes::from(old_lease.encode_to_vec()),
+        );
+        let mut t = c.store.write();
+        t.put(Bytes::from_static(b"a1"), Bytes::from_static(b"x"), 7)
+            .unwrap();
+        t.end();
+        commit(&c.store, 6);
+        crate::lease::restore(&c).unwrap();
+        assert!(c.lessor.exists(7));
         c.alarms.activate(AlarmMember {
             member_id: 1,
             alarm: AlarmType::Nospace as i32,
@@ -306,8 +324,13 @@ mod tests {
         install(&c, &file).expect("install");
         assert_eq!(c.alarms.list(), vec![alarm]);
         assert!(c.lessor.exists(42));
+        assert!(!c.lessor.exists(7), "a lease of the old state survived");
         let ttl = c.lessor.time_to_live(42, true).expect("lease 42");
         assert_eq!(ttl.keys, vec![Bytes::from_static(b"leased")]);
+        // Writes on the new state keep attachments current.
+        put(&c.store, "leased", "detached");
+        let ttl = c.lessor.time_to_live(42, true).expect("lease 42");
+        assert!(ttl.keys.is_empty());
     }
 
     #[test]
