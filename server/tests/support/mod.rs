@@ -394,5 +394,6 @@ impl Drop for Member {
     }
 }
 
+pub mod cluster;
 pub mod linearize;
 pub mod proxy;
