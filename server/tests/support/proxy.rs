@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 /// The first 8 bytes of every Cairn peer connection.
 pub const MAGIC: &[u8; 8] = b"CAIRNP01";
+/// The request line of etcd's snapshot transfer (rafthttp).
+const HTTP_SNAPSHOT: &[u8] = b"POST /raft/snapshot";
 /// Length of Cairn's peer preamble.
 pub const PREAMBLE_LEN: usize = 33;
 
@@ -401,6 +403,14 @@ fn handle(
     if flavor == Flavor::Cairn(2) {
         partition.st.lock().unwrap().snapshots += 1;
     }
+    if flavor == Flavor::Http {
+        // Later requests on the connection are seen by `pump`.
+        let hits = first
+            .windows(HTTP_SNAPSHOT.len())
+            .filter(|w| *w == HTTP_SNAPSHOT)
+            .count();
+        partition.st.lock().unwrap().snapshots += hits as u64;
+    }
     let Ok(mut server) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
         let _ = client.shutdown(Shutdown::Both);
         return;
@@ -444,7 +454,7 @@ impl Partition {
 
 /// Copies `src` to `dst` until either side closes; then shuts both down.
 fn pump(mut src: TcpStream, mut dst: TcpStream, partition: &Partition, sniff_http: bool) {
-    const SNAP: &[u8] = b"POST /raft/snapshot";
+    const SNAP: &[u8] = HTTP_SNAPSHOT;
     let mut buf = vec![0u8; 64 * 1024];
     // The end of the previous chunk, so a request line split across reads is still seen.
     let mut carry: Vec<u8> = Vec::new();
