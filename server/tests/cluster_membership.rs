@@ -175,3 +175,40 @@ async fn learner_promote_remove_leader_replace_update() {
         t_test.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn move_leader_transfers_leadership() {
+    let which = under_test();
+    let mut c = Cluster::start(which, 3, ClusterOpts::default()).await;
+    let leader = c.wait_leader(None, Duration::from_secs(30)).await;
+    let target = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let target_id = c.nodes[target].id;
+
+    // MoveLeader must be sent to the leader (etcd: "etcdserver: not leader").
+    let mut fc = c.client(other).await;
+    let err = fc
+        .move_leader(target_id)
+        .await
+        .expect_err("MoveLeader through a follower");
+    eprintln!("MoveLeader through a follower: {err}");
+    assert!(err.to_string().contains("not leader"), "{err}");
+
+    let t = Instant::now();
+    let mut lc = c.client(leader).await;
+    lc.move_leader(target_id).await.expect("MoveLeader");
+    let now = c.wait_leader(None, Duration::from_secs(30)).await;
+    eprintln!(
+        "leadership moved {} -> {} in {:?}",
+        c.nodes[leader].name,
+        c.nodes[now].name,
+        t.elapsed()
+    );
+    assert_eq!(now, target);
+    // The cluster still takes writes.
+    let mut rc = c.recording_client(&[other]).await;
+    rc.put("after/move", "1")
+        .await
+        .expect("put after MoveLeader");
+    c.wait_converged(Duration::from_secs(30)).await;
+}
