@@ -274,6 +274,20 @@ impl Server {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut serving = Vec::new();
+        // Like etcd, a member serves clients only once its name and client URLs are
+        // committed (MemberList then shows them everywhere). That needs a leader, so a
+        // member of a cluster without quorum waits here, as etcd's does.
+        let (published_tx, published_rx) = tokio::sync::oneshot::channel();
+        serving.push(spawn_publish(
+            core.clone(),
+            shutdown_rx.clone(),
+            published_tx,
+        ));
+        let mut terminated = core.terminated.subscribe();
+        tokio::select! {
+            _ = published_rx => {}
+            _ = terminated.wait_for(|t| t.is_some()) => {}
+        }
         for (l, addr) in listeners.into_iter().zip(addrs.iter()) {
             let router = build_router(&core, &opts);
             let mut rx = shutdown_rx.clone();
@@ -305,19 +319,6 @@ impl Server {
             opts.watch_progress_notify_interval,
             shutdown_rx.clone(),
         ));
-        let (published_tx, published_rx) = tokio::sync::oneshot::channel();
-        serving.push(spawn_publish(
-            core.clone(),
-            shutdown_rx.clone(),
-            published_tx,
-        ));
-        // Like etcd, a member is ready once it has published its attributes; a lone
-        // member can do that at once, so wait for it (members of a larger cluster publish
-        // when a quorum is up).
-        let alone = core.cluster.read().members.len() == 1;
-        if alone {
-            let _ = tokio::time::timeout(Duration::from_secs(5), published_rx).await;
-        }
         Ok(Server {
             core,
             addrs,

@@ -51,8 +51,7 @@ impl KvService {
             self.core.check_not_learner()?;
             self.core.read_index().await?;
         }
-        let cur = self.core.store.rev();
-        let mut resp = self.core.store.range_at(&r, cur)?;
+        let (mut resp, cur) = self.core.store.range_current(&r)?;
         resp.header = Some(self.core.header(cur));
         Ok(resp)
     }

@@ -241,16 +241,10 @@ impl Store {
 
     /// Range at the current revision, and that revision (for the response header), read
     /// in one view: a serializable read never mixes states across a [`replace`](Self::replace).
-    #[allow(dead_code)] // TODO(lead): api/kv.rs range should use it (see snapshot.rs)
     pub(crate) fn range_current(&self, r: &RangeRequest) -> Result<(RangeResponse, i64)> {
         let v = self.view();
         let cur = self.rev();
         Ok((v.range_at(r, cur)?, cur))
-    }
-
-    /// etcd's Range with `cur` as the current revision (see [`View::range_at`]).
-    pub(crate) fn range_at(&self, r: &RangeRequest, cur: i64) -> Result<RangeResponse> {
-        self.view().range_at(r, cur)
     }
 
     /// Starts the write of one request (apply loop only).
