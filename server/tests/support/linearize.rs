@@ -39,7 +39,7 @@
 //! not linearizable and must not be recorded).
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
@@ -944,6 +944,18 @@ enum COutput {
         succeeded: bool,
         rev: i64,
     },
+}
+
+impl COutput {
+    fn revision(&self) -> i64 {
+        match self {
+            COutput::Put { rev }
+            | COutput::Get { rev, .. }
+            | COutput::Delete { rev, .. }
+            | COutput::Txn { rev, .. }
+            | COutput::TxnOutcome { rev, .. } => *rev,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1968,6 +1980,9 @@ struct Search<'a> {
     set_fp: u128,
     /// Ops with a known output (which must all be placed) not linearized yet.
     remaining: usize,
+    /// Their (output revision, op): the store revision never exceeds the least of them, as
+    /// it never goes down.
+    unplaced: BTreeSet<(i64, u32)>,
     cache: HashSet<NodeKey, BuildHasherDefault<FoldHasher>>,
     /// The deepest path found (by known ops linearized), as op indices.
     best: Vec<u32>,
@@ -1997,6 +2012,9 @@ impl<'a> Search<'a> {
         events.sort_unstable();
         ambiguous.sort_unstable();
         let remaining = c.ops.iter().filter(|o| o.output.is_some()).count();
+        let unplaced = (0..n)
+            .filter_map(|i| Some((c.ops[i as usize].output.as_ref()?.revision(), i)))
+            .collect();
         Search {
             ops: &c.ops,
             values: &c.names.values,
@@ -2008,6 +2026,7 @@ impl<'a> Search<'a> {
             frames: Vec::new(),
             set_fp: 0,
             remaining,
+            unplaced,
             cache: HashSet::default(),
             best: Vec::new(),
             best_remaining: remaining,
@@ -2039,17 +2058,24 @@ impl<'a> Search<'a> {
     fn enter(&mut self, i: u32, mark: Mark, forced: bool) -> bool {
         let op = &self.ops[i as usize];
         let set_fp = self.set_fp.wrapping_add(op.tag);
-        if !self.cache.insert((set_fp, self.state.fp, self.state.rev)) {
+        // Past the revision of an op still to place: a dead end. (The op itself, if it has
+        // an output, is at most at the revision it reports.)
+        let beyond = self
+            .unplaced
+            .first()
+            .is_some_and(|&(rev, _)| self.state.rev > rev);
+        if beyond || !self.cache.insert((set_fp, self.state.fp, self.state.rev)) {
             self.state.rollback(mark);
             return false;
         }
         self.set_fp = set_fp;
-        if op.output.is_some() {
+        if let Some(out) = &op.output {
             self.entries.unlink(i);
             if op.ret.is_some() {
                 self.entries.unlink(self.n + i);
             }
             self.remaining -= 1;
+            self.unplaced.remove(&(out.revision(), i));
         } else {
             self.ambiguous.unlink(i);
         }
@@ -2072,12 +2098,13 @@ impl<'a> Search<'a> {
     fn pop(&mut self) -> Option<Frame> {
         let f = self.frames.pop()?;
         let op = &self.ops[f.op as usize];
-        if op.output.is_some() {
+        if let Some(out) = &op.output {
             if op.ret.is_some() {
                 self.entries.relink(self.n + f.op);
             }
             self.entries.relink(f.op);
             self.remaining += 1;
+            self.unplaced.insert((out.revision(), f.op));
         } else {
             self.ambiguous.relink(f.op);
         }
@@ -2231,15 +2258,26 @@ fn explain(history: &[Op], c: &Compiled, best: &[u32]) -> Violation {
     let pending: Vec<usize> = (0..c.ops.len())
         .filter(|&i| !placed[i] && c.ops[i].output.is_some())
         .collect();
-    let horizon = pending
+    // The pending op that returned first: nothing called after it can come next.
+    let first_return = pending
         .iter()
-        .filter_map(|&i| c.ops[i].ret)
+        .copied()
+        .filter(|&i| c.ops[i].ret.is_some())
+        .min_by_key(|&i| c.ops[i].ret);
+    let horizon = first_return.and_then(|i| c.ops[i].ret).unwrap_or(u64::MAX);
+    // The least revision a pending op reports: the store may not move past it.
+    let ceiling = pending
+        .iter()
+        .filter_map(|&i| Some(c.ops[i].output.as_ref()?.revision()))
         .min()
-        .unwrap_or(u64::MAX);
+        .unwrap_or(i64::MAX);
     let stuck: Vec<usize> = pending
         .iter()
         .copied()
-        .filter(|&i| c.ops[i].call <= horizon)
+        .filter(|&i| {
+            c.ops[i].call <= horizon
+                || c.ops[i].output.as_ref().map(COutput::revision) == Some(ceiling)
+        })
         .collect();
     let known = c.ops.iter().filter(|o| o.output.is_some()).count();
     let placed_known = known - pending.len();
@@ -2281,8 +2319,15 @@ fn explain(history: &[Op], c: &Compiled, best: &[u32]) -> Violation {
         let op = &c.ops[i];
         let m = state.mark();
         let out = state.step(&op.input, &c.names.values);
-        let why = match op.output.as_ref().map(|seen| diff(&out, seen)) {
-            Some(Err(r)) => r.to_string(),
+        let why = match (op.call > horizon, op.output.as_ref().map(|seen| diff(&out, seen))) {
+            (true, _) => format!(
+                "must come after #{}, which returned before it was called",
+                first_return.map_or(0, |f| c.ops[f].orig)
+            ),
+            (false, Some(Err(r))) => r.to_string(),
+            _ if state.rev > ceiling => format!(
+                "accepted here, but it moves the revision past {ceiling}, which a pending op reports"
+            ),
             _ => "accepted here, but nothing can follow it".to_string(),
         };
         state.rollback(m);
