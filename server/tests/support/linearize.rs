@@ -806,6 +806,11 @@ pub fn check_with(history: &[Op], opts: &Options) -> Report {
     report.ambiguous = compiled.ops.len() - known;
     report.dropped = compiled.dropped;
 
+    if let Some(v) = static_violation(history, &compiled) {
+        report.verdict = Verdict::Illegal(v);
+        report.elapsed = started.elapsed();
+        return report;
+    }
     let deadline = opts.time_limit.map(|d| started + d);
     let mut search = Search::new(&compiled);
     let result = search.run(deadline, opts.max_states);
@@ -1595,6 +1600,8 @@ struct Seen {
 struct KeyReads {
     h: Vec<i64>,
     seen: Vec<Seen>,
+    /// The op that saw it.
+    by: Vec<u32>,
     /// The least mod / create revision seen from each index on.
     min_mod_from: Vec<i64>,
     min_create_from: Vec<i64>,
@@ -1607,21 +1614,21 @@ const VERSION_READS: usize = 8;
 
 impl KeyReads {
     fn build(ops: &[COp], keys: usize) -> Vec<KeyReads> {
-        let mut seen: Vec<Vec<(i64, Seen)>> = vec![Vec::new(); keys];
+        let mut seen: Vec<Vec<(i64, Seen, u32)>> = vec![Vec::new(); keys];
         let mut known_puts: Vec<Vec<i64>> = vec![Vec::new(); keys];
-        let mut note = |h: i64, kvs: &[CKv]| {
+        let mut note = |h: i64, kvs: &[CKv], by: usize| {
             for kv in kvs {
                 let s = Seen {
                     create: kv.val.create,
                     modr: kv.val.modr,
                     version: kv.val.version,
                 };
-                seen[kv.key as usize].push((h, s));
+                seen[kv.key as usize].push((h, s, by as u32));
             }
         };
-        for op in ops {
+        for (i, op) in ops.iter().enumerate() {
             match (&op.input, &op.output) {
-                (CInput::Get(_), Some(COutput::Get { rev, kvs })) => note(*rev, kvs),
+                (CInput::Get(_), Some(COutput::Get { rev, kvs })) => note(*rev, kvs, i),
                 (CInput::Put { key, .. }, Some(COutput::Put { rev })) => {
                     known_puts[*key as usize].push(*rev)
                 }
@@ -1644,7 +1651,7 @@ impl KeyReads {
                     let branch = if *succeeded { success } else { failure };
                     for (op, r) in branch.iter().zip(results) {
                         match (op, r) {
-                            (CInput::Get(_), CResult::Get(kvs)) => note(h, kvs),
+                            (CInput::Get(_), CResult::Get(kvs)) => note(h, kvs, i),
                             (CInput::Put { key, .. }, CResult::Put) => {
                                 known_puts[*key as usize].push(*rev)
                             }
@@ -1676,15 +1683,16 @@ impl KeyReads {
                 let mut min_mod_from = vec![i64::MAX; v.len()];
                 let mut min_create_from = vec![i64::MAX; v.len()];
                 let (mut low_mod, mut low_create) = (i64::MAX, i64::MAX);
-                for (i, &(_, s)) in v.iter().enumerate().rev() {
+                for (i, &(_, s, _)) in v.iter().enumerate().rev() {
                     low_mod = low_mod.min(s.modr);
                     low_create = low_create.min(s.create);
                     min_mod_from[i] = low_mod;
                     min_create_from[i] = low_create;
                 }
                 KeyReads {
-                    h: v.iter().map(|&(h, _)| h).collect(),
-                    seen: v.iter().map(|&(_, s)| s).collect(),
+                    h: v.iter().map(|&(h, _, _)| h).collect(),
+                    seen: v.iter().map(|&(_, s, _)| s).collect(),
+                    by: v.iter().map(|&(_, _, by)| by).collect(),
                     min_mod_from,
                     min_create_from,
                     known_puts,
@@ -2370,6 +2378,147 @@ fn op_line(history: &[Op], op: &COp) -> String {
         ));
     }
     s
+}
+
+/// Violations visible without a search (and which a search could take very long to prove
+/// when many writes are ambiguous): a read that saw a value no op wrote, and a read that saw
+/// a key with a mod revision below that of a write with a known revision at or before the
+/// read's (a stale read).
+fn static_violation(history: &[Op], c: &Compiled) -> Option<Violation> {
+    let mut written: HashSet<(u32, u32)> = HashSet::new();
+    for (k, v) in c.initial.kv.iter().enumerate() {
+        if let Some(v) = v {
+            written.insert((k as u32, v.value));
+        }
+    }
+    fn puts(i: &CInput, f: &mut dyn FnMut(u32, u32)) {
+        match i {
+            CInput::Put { key, value } => f(*key, *value),
+            CInput::Get(_) | CInput::Delete(_) => {}
+            CInput::Txn {
+                success, failure, ..
+            } => {
+                for op in success.iter().chain(failure) {
+                    puts(op, f);
+                }
+            }
+        }
+    }
+    for op in &c.ops {
+        puts(&op.input, &mut |k, v| {
+            written.insert((k, v));
+        });
+    }
+    let line = |i: usize| op_line(history, &c.ops[i]);
+    let key = |k: u32| show(&c.names.keys[k as usize]);
+    for (k, reads) in c.reads.iter().enumerate() {
+        for (j, s) in reads.seen.iter().enumerate() {
+            let by = reads.by[j] as usize;
+            let value = match &c.ops[by].output {
+                Some(COutput::Get { kvs, .. }) => kvs.iter().find(|kv| kv.key == k as u32),
+                Some(COutput::Txn { results, .. }) => results
+                    .iter()
+                    .filter_map(|r| match r {
+                        CResult::Get(kvs) => kvs.iter().find(|kv| kv.key == k as u32),
+                        _ => None,
+                    })
+                    .find(|kv| kv.val.modr == s.modr),
+                _ => None,
+            };
+            if let Some(kv) = value {
+                if !written.contains(&(k as u32, kv.val.value)) {
+                    return Some(Violation {
+                        prefix: Vec::new(),
+                        stuck: vec![c.ops[by].orig],
+                        text: format!(
+                            "a read saw a value of {} that no op wrote:\n  {}\n",
+                            key(k as u32),
+                            line(by)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    for (w, op) in c.ops.iter().enumerate() {
+        // (key, revision, true for a put / false for a delete that removed it)
+        let mut writes: Vec<(u32, i64, bool)> = Vec::new();
+        match (&op.input, &op.output) {
+            (CInput::Put { key, .. }, Some(COutput::Put { rev })) => {
+                writes.push((*key, *rev, true))
+            }
+            (CInput::Delete(KeySel::One(k)), Some(COutput::Delete { rev, deleted })) => {
+                if *deleted > 0 {
+                    writes.push((*k, *rev, false));
+                }
+            }
+            (
+                CInput::Txn {
+                    success, failure, ..
+                },
+                Some(COutput::Txn {
+                    succeeded,
+                    rev,
+                    results,
+                }),
+            ) => {
+                let branch = if *succeeded { success } else { failure };
+                for (b, r) in branch.iter().zip(results) {
+                    match (b, r) {
+                        (CInput::Put { key, .. }, _) => writes.push((*key, *rev, true)),
+                        (CInput::Delete(KeySel::One(k)), CResult::Delete(1..)) => {
+                            writes.push((*k, *rev, false))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (
+                CInput::Txn {
+                    success, failure, ..
+                },
+                Some(COutput::TxnOutcome { succeeded, rev }),
+            ) => {
+                let branch = if *succeeded { success } else { failure };
+                for b in branch {
+                    if let CInput::Put { key, .. } = b {
+                        writes.push((*key, *rev, true));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (k, rev, put) in writes {
+            // After a put at `rev` the key's mod revision is at least `rev`; after a delete
+            // any incarnation is created after `rev`.
+            let reads = &c.reads[k as usize];
+            let from = reads.h.partition_point(|&h| h < rev);
+            let stale = |s: &Seen| if put { s.modr < rev } else { s.create < rev };
+            let Some(j) = (from..reads.h.len()).find(|&j| stale(&reads.seen[j])) else {
+                continue;
+            };
+            let r = reads.by[j] as usize;
+            if r == w {
+                continue;
+            }
+            let what = if put { "a write" } else { "a delete" };
+            return Some(Violation {
+                prefix: Vec::new(),
+                stuck: vec![c.ops[r].orig, op.orig],
+                text: format!(
+                    "a read at revision {} saw {} (created at revision {}, last written at \
+                     revision {}), but {what} of it took effect at revision {rev}:\n  {}\n  {}\n",
+                    reads.h[j],
+                    key(k),
+                    reads.seen[j].create,
+                    reads.seen[j].modr,
+                    line(r),
+                    line(w)
+                ),
+            });
+        }
+    }
+    None
 }
 
 fn collect_keys(i: &CInput, keys: &mut Vec<u32>) {
