@@ -659,11 +659,37 @@ fn build_router(core: &Arc<Core>, opts: &ServerOptions) -> tonic::service::Route
         .add_service(watch)
         .add_service(lease)
         .add_service(health)
-        .into_axum_router();
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            learner_gate,
+        ));
     let status: Arc<dyn MemberStatus> = Arc::new(StatusHandle { core: core.clone() });
     let http = crate::http_routes(status);
     let router = grpc.merge(http).fallback(fallback);
     tonic::service::Routes::from(router)
+}
+
+/// A learner serves only Status, serializable Range (checked by the KV service) and the
+/// health service; every other call gets etcd's "rpc not supported for learner".
+async fn learner_gate(
+    axum::extract::State(core): axum::extract::State<Arc<Core>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    const ALLOWED: [&str; 4] = [
+        "/etcdserverpb.Maintenance/Status",
+        "/etcdserverpb.KV/Range",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+    ];
+    if core.is_learner() && !ALLOWED.contains(&req.uri().path()) {
+        return tonic::Status::from(Error::NotSupportedForLearner)
+            .into_http::<axum::body::Body>()
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// Unknown paths: gRPC calls get Unimplemented (services not provided yet: Auth, Lock,
