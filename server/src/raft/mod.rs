@@ -458,7 +458,13 @@ impl Loop {
         self.read_seq += 1;
         self.pending_reads
             .insert(self.read_seq, (Instant::now(), reads));
-        self.node.read_index(self.read_seq.to_be_bytes().to_vec());
+        // The leader keys pending ReadIndex requests by their context, so the context
+        // carries this member's id next to its sequence number: two members' requests
+        // must never look alike (raft-rs drops a duplicate silently).
+        let mut ctx = Vec::with_capacity(16);
+        ctx.extend_from_slice(&self.read_seq.to_be_bytes());
+        ctx.extend_from_slice(&self.core.member.id.to_be_bytes());
+        self.node.read_index(ctx);
     }
 
     /// Asks again for ReadIndex batches that got no answer.
