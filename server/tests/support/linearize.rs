@@ -2447,10 +2447,10 @@ fn static_violation(history: &[Op], c: &Compiled) -> Option<Violation> {
             (CInput::Put { key, .. }, Some(COutput::Put { rev })) => {
                 writes.push((*key, *rev, true))
             }
-            (CInput::Delete(KeySel::One(k)), Some(COutput::Delete { rev, deleted })) => {
-                if *deleted > 0 {
-                    writes.push((*k, *rev, false));
-                }
+            (CInput::Delete(KeySel::One(k)), Some(COutput::Delete { rev, deleted }))
+                if *deleted > 0 =>
+            {
+                writes.push((*k, *rev, false))
             }
             (
                 CInput::Txn {
