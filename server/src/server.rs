@@ -226,8 +226,7 @@ impl Server {
             .collect();
         let core = Arc::new(Core::new(store, member, cluster, limits));
         load_alarms(&core)?;
-        core.lessor
-            .set_min_ttl(crate::lease::min_ttl_for(opts.election_timeout));
+        core.lessor.set_election_timeout(opts.election_timeout);
         crate::lease::restore(&core)?;
         if let Some(rev) = rec.pending_compaction {
             tracing::info!(revision = rev, "resuming interrupted compaction");

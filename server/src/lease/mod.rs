@@ -179,7 +179,6 @@ impl Lessor {
     /// Sets the election timeout (also raises the minimum TTL to etcd's
     /// ⌈1.5 × election timeout⌉). To be called by the server at start-up instead of
     /// [`Lessor::set_min_ttl`].
-    #[allow(dead_code)]
     pub(crate) fn set_election_timeout(&self, d: Duration) {
         self.election_ms
             .store((d.as_millis() as u64).max(1), Ordering::Relaxed);

@@ -77,11 +77,6 @@
 //! that stopped reading is disconnected); each snapshot read or write 30 s, the final
 //! result byte 300 s (the receiver fsyncs first).
 
-// Until the member's wiring (raft loop, server start) is committed nothing here is
-// called outside tests. With it, only `set_cluster_id`, `set_local_id` and `active_since`
-// are unused so far: narrow this to those then.
-#![allow(dead_code)]
-
 mod listener;
 mod peer;
 mod snapshot;
@@ -205,6 +200,7 @@ struct Peer {
     tx: mpsc::Sender<Message>,
     urls: watch::Sender<Vec<String>>,
     /// Since when the outgoing raft stream is up.
+    #[cfg_attr(not(test), allow(dead_code))]
     active: Arc<Mutex<Option<Instant>>>,
     /// When `send` last logged an overflow for this peer.
     overflow_logged: Mutex<Option<Instant>>,
@@ -241,16 +237,6 @@ impl Transport {
             .collect();
         *inner.listeners.lock() = tasks;
         Transport { inner }
-    }
-
-    /// Sets the cluster id (a joining member learns it late).
-    pub(crate) fn set_cluster_id(&self, id: u64) {
-        self.inner.cluster_id.store(id, Ordering::Relaxed);
-    }
-
-    /// Sets this member's id.
-    pub(crate) fn set_local_id(&self, id: u64) {
-        self.inner.local_id.store(id, Ordering::Relaxed);
     }
 
     /// Registers peer `id` at `peer_urls` ("http://host:port"), or replaces its URLs (the
@@ -347,7 +333,9 @@ impl Transport {
         });
     }
 
-    /// Since when the outgoing stream to `id` is connected (`None` when it is not).
+    /// Since when the outgoing stream to `id` is connected (`None` when it is not). Only
+    /// the tests read it so far (the strict reconfiguration check uses raft's view).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn active_since(&self, id: u64) -> Option<Instant> {
         self.inner
             .peers
