@@ -66,12 +66,36 @@ fn active_voters(p: &ProgressView, me: u64) -> usize {
 }
 
 impl ClusterService {
-    async fn change(&self, cc: ConfChange, request_id: u64) -> Result<ApplyResult, Status> {
+    /// Proposes a conf change for `member` (its record travels in the context) and waits
+    /// until it is applied.
+    async fn change(
+        &self,
+        change_type: ConfChangeType,
+        member: MemberRecord,
+    ) -> Result<ApplyResult, Status> {
+        let request_id = self.core.next_request_id();
+        let mut cc = ConfChange::default();
+        cc.set_change_type(change_type);
+        cc.node_id = member.id;
+        cc.context = serde_json::to_vec(&ConfChangeContext { request_id, member })
+            .unwrap_or_default()
+            .into();
         let res = self
             .core
             .propose_raw(request_id, Msg::ConfChange { id: request_id, cc })
             .await?;
         Ok(res)
+    }
+
+    /// The applied record of member `id`.
+    fn member(&self, id: u64) -> Result<MemberRecord, Status> {
+        self.core
+            .cluster
+            .read()
+            .members
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::MemberNotFound.into())
     }
 
     fn members_of(res: ApplyResult) -> (Option<Member>, Vec<Member>) {
@@ -113,26 +137,19 @@ impl Cluster for ClusterService {
                 return Err(Error::NotEnoughStartedMembers.into());
             }
         }
-        let id = membership::new_member_id(&r.peer_ur_ls);
-        let request_id = self.core.next_request_id();
         let member = MemberRecord {
-            id,
+            id: membership::new_member_id(&r.peer_ur_ls),
             peer_urls: r.peer_ur_ls.clone(),
             is_learner: r.is_learner,
             name: String::new(),
             client_urls: Vec::new(),
         };
-        let mut cc = ConfChange::default();
-        cc.set_change_type(if r.is_learner {
+        let change_type = if r.is_learner {
             ConfChangeType::AddLearnerNode
         } else {
             ConfChangeType::AddNode
-        });
-        cc.node_id = id;
-        cc.context = serde_json::to_vec(&ConfChangeContext { request_id, member })
-            .unwrap_or_default()
-            .into();
-        let (member, members) = Self::members_of(self.change(cc, request_id).await?);
+        };
+        let (member, members) = Self::members_of(self.change(change_type, member).await?);
         Ok(Response::new(MemberAddResponse {
             header: Some(self.core.header(0)),
             member,
@@ -150,14 +167,7 @@ impl Cluster for ClusterService {
             return c.member_remove(req.into_inner()).await;
         }
         let id = req.into_inner().id;
-        let rec = self
-            .core
-            .cluster
-            .read()
-            .members
-            .get(&id)
-            .cloned()
-            .ok_or(Error::MemberNotFound)?;
+        let rec = self.member(id)?;
         if !rec.is_learner {
             // etcd's strict reconfiguration check: the started voters left must be a
             // quorum of the voters left.
@@ -171,17 +181,7 @@ impl Cluster for ClusterService {
                 return Err(Error::NotEnoughStartedMembers.into());
             }
         }
-        let request_id = self.core.next_request_id();
-        let mut cc = ConfChange::default();
-        cc.set_change_type(ConfChangeType::RemoveNode);
-        cc.node_id = id;
-        cc.context = serde_json::to_vec(&ConfChangeContext {
-            request_id,
-            member: rec,
-        })
-        .unwrap_or_default()
-        .into();
-        let (_, members) = Self::members_of(self.change(cc, request_id).await?);
+        let (_, members) = Self::members_of(self.change(ConfChangeType::RemoveNode, rec).await?);
         Ok(Response::new(MemberRemoveResponse {
             header: Some(self.core.header(0)),
             members,
@@ -229,14 +229,7 @@ impl Cluster for ClusterService {
             return c.member_promote(req.into_inner()).await;
         }
         let id = req.into_inner().id;
-        let rec = self
-            .core
-            .cluster
-            .read()
-            .members
-            .get(&id)
-            .cloned()
-            .ok_or(Error::MemberNotFound)?;
+        let rec = self.member(id)?;
         if !rec.is_learner {
             return Err(Error::MemberNotLearner.into());
         }
@@ -257,17 +250,7 @@ impl Cluster for ClusterService {
         if active_voters(&p, self.core.member.id) + 1 < voters / 2 + 1 {
             return Err(Error::NotEnoughStartedMembers.into());
         }
-        let request_id = self.core.next_request_id();
-        let mut cc = ConfChange::default();
-        cc.set_change_type(ConfChangeType::AddNode);
-        cc.node_id = id;
-        cc.context = serde_json::to_vec(&ConfChangeContext {
-            request_id,
-            member: rec,
-        })
-        .unwrap_or_default()
-        .into();
-        let (_, members) = Self::members_of(self.change(cc, request_id).await?);
+        let (_, members) = Self::members_of(self.change(ConfChangeType::AddNode, rec).await?);
         Ok(Response::new(MemberPromoteResponse {
             header: Some(self.core.header(0)),
             members,
