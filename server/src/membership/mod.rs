@@ -28,13 +28,18 @@ pub(crate) struct MemberInfo {
 /// etcd's computeMemberID without a time: the first 8 bytes (big-endian) of the SHA-1 of
 /// the sorted peer URLs joined together, followed by the cluster token.
 pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    url_hash(peer_urls, token.as_bytes())
+}
+
+/// The first 8 bytes (big-endian) of the SHA-1 of the sorted peer URLs followed by `tail`.
+fn url_hash(peer_urls: &[String], tail: &[u8]) -> u64 {
     let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
     urls.sort_unstable();
     let mut h = Sha1::new();
     for u in urls {
         h.update(u.as_bytes());
     }
-    h.update(token.as_bytes());
+    h.update(tail);
     let d = h.finalize();
     u64::from_be_bytes(d[..8].try_into().expect("sha1 has 20 bytes"))
 }
@@ -192,15 +197,7 @@ pub(crate) fn new_member_id(peer_urls: &[String]) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
-    urls.sort_unstable();
-    let mut h = Sha1::new();
-    for u in urls {
-        h.update(u.as_bytes());
-    }
-    h.update(now.to_be_bytes());
-    let d = h.finalize();
-    u64::from_be_bytes(d[..8].try_into().expect("sha1 has 20 bytes"))
+    url_hash(peer_urls, &now.to_be_bytes())
 }
 
 /// Peer URLs must be `http://host:port` (TLS peers are not supported yet).
