@@ -139,7 +139,31 @@ fn short_name(bin: &Path, version: &str) -> String {
     format!("{file} {ver}").trim().to_string()
 }
 
-fn free_port() -> Result<u16, BenchError> {
+/// A port free a moment ago on 127.0.0.1, chosen below the kernel's ephemeral range so
+/// the load tool's own outgoing connections (whose local ports come from that range)
+/// cannot take it before the server binds it.
+pub fn free_port() -> Result<u16, BenchError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u32>().ok())
+        })
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.max(10_512));
+    let span = high - low;
+    // Offset by process so two load tools (or test binaries) start apart.
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (start + n.wrapping_mul(37)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

@@ -2,7 +2,6 @@
 //! and against an endpoint where nothing listens. Checks counts and error
 //! reporting, never speed.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,11 +14,7 @@ fn etcd_351() -> Option<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    cairn_perf::compare::free_port().expect("a free port")
 }
 
 struct Etcd {
