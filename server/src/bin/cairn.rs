@@ -32,6 +32,14 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    // A panic anywhere (the raft loop above all) leaves the member unable to make
+    // progress: stop the process, as etcd's would, rather than serve half a member.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("cairn: panic: the member stops");
+        std::process::exit(2);
+    }));
     for w in &parsed.warnings {
         tracing::warn!("{w}");
     }

@@ -791,10 +791,20 @@ impl Loop {
             self.core.complete(request_id, Err(err));
             return Ok(());
         }
-        let cs = self
-            .node
-            .apply_conf_change(&cc)
-            .map_err(|err| Error::Internal(format!("raft conf change: {err}")))?;
+        let removes_me =
+            cc.get_change_type() == ConfChangeType::RemoveNode && id == self.core.member.id;
+        let cs = if removes_me {
+            // This member stops after this round. raft-rs is not told: a leader without
+            // its own progress entry would fail in the `advance` that ends this round.
+            let mut cs = self.conf.clone();
+            cs.voters.retain(|v| *v != id);
+            cs.learners.retain(|v| *v != id);
+            cs
+        } else {
+            self.node
+                .apply_conf_change(&cc)
+                .map_err(|err| Error::Internal(format!("raft conf change: {err}")))?
+        };
         let be = &self.core.store.backend;
         let mut changed: Option<MemberRecord> = None;
         match cc.get_change_type() {
@@ -831,7 +841,9 @@ impl Loop {
             }
         }
         membership::stage_conf_state(be, &storage::to_record(&cs));
-        self.node.mut_store().mem.wl().set_conf_state(cs.clone());
+        if !removes_me {
+            self.node.mut_store().mem.wl().set_conf_state(cs.clone());
+        }
         self.conf = cs;
         let members = m.list();
         self.set_membership(m);
