@@ -299,10 +299,12 @@ async fn checkpointed_remaining_ttl_is_used_after_restart() {
     let mut c = ts.client().await;
     let id = c.lease_grant(100, None).await.unwrap().id();
     // Wait until a checkpoint made it durable: a restart then resumes from the
-    // checkpointed remaining TTL instead of the full 100 s.
+    // checkpointed remaining TTL instead of the full 100 s. Checkpoints round the
+    // remaining TTL up to a second, so each round lets more than two seconds pass
+    // (restarting faster could keep the checkpoint at 100 forever).
     let mut resumed = None;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         ts.restart().await;
         let mut c = ts.client().await;
         let t = c.lease_time_to_live(id, None).await.unwrap();
