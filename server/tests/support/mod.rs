@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -95,35 +95,10 @@ pub fn cairnutl_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cairnutl"))
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-///
-/// The port is chosen below the kernel's ephemeral range, so the many outgoing
-/// connections the tests make (whose local ports come from that range) can never take
-/// it between now and the moment a server binds it; a process-wide counter keeps
-/// parallel tests of one binary apart.
+/// A port that was free a moment ago on 127.0.0.1, from below the kernel's ephemeral
+/// range (the load tool's choice, shared so both pick ports the same way).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u32>().ok())
-        })
-        .unwrap_or(32768);
-    let (low, high) = (10_000u32, ephemeral_low.max(10_512));
-    let span = high - low;
-    let start = std::process::id().wrapping_mul(7919) % span;
-    for _ in 0..span {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (low + (start + n.wrapping_mul(37)) % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    cairn_perf::compare::free_port().expect("a free port on 127.0.0.1")
 }
 
 /// A command with no `ETCD*` variables inherited (they would configure the tools).
