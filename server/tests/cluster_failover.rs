@@ -56,6 +56,13 @@ async fn failover(members: usize, writers: usize, load: Duration) {
     c.restart(leader).await;
     eprintln!("old leader {} back", c.nodes[leader].name);
     tokio::time::sleep(load / 2).await;
+    // A writer whose request was forwarded to the killed leader waits for its timeout before
+    // it moves on: keep the load running until a write called after the kill is acknowledged
+    // (or a minute has passed, and the check below fails).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.history.first_write_acked_after(killed_at).is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     let mut iterations = 0;
     for t in tasks {

@@ -98,6 +98,12 @@ async fn isolate_leader(members: usize, writers: usize, load: Duration) {
     );
 
     tokio::time::sleep(load).await;
+    // Writers whose requests went to the isolated leader wait for their timeouts: give the
+    // majority up to a minute to acknowledge something before declaring it stuck.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.history.completed_since(isolated_at) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let acked_during = c.history.completed_since(isolated_at);
     assert!(
         acked_during > 0,
