@@ -21,7 +21,7 @@ use crate::storage::{FileStorage, Storage};
 use crate::tx::{ReadTx, WriteTx};
 
 /// How to open a database.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// Page size for a new file (default: the OS page size). Existing files keep theirs.
     pub page_size: Option<usize>,
@@ -34,6 +34,24 @@ pub struct Options {
     /// Do not persist the freelist (meta freelist = 0xFFFF_FFFF_FFFF_FFFF); it is rebuilt
     /// by scanning at open, as etcd configures bbolt.
     pub no_freelist_sync: bool,
+    /// How long `open` keeps retrying while another holder has the file locked (bbolt's
+    /// `Timeout`) before it fails with [`Error::Locked`]; zero tries once. The default, one
+    /// second, rides out short-lived holders such as a child process forked by another
+    /// thread that still carries a copy of a closed descriptor until it execs.
+    pub lock_timeout: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            page_size: None,
+            initial_mmap_size: 0,
+            read_only: false,
+            no_sync: false,
+            no_freelist_sync: false,
+            lock_timeout: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 /// A snapshot of the database's space accounting.
@@ -246,13 +264,19 @@ impl Db {
         opts: Options,
     ) -> Result<Db> {
         let path = path.as_ref().to_path_buf();
-        lock_file(storage.file(), !opts.read_only).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked
-            } else {
-                Error::Io(e)
+        let give_up = std::time::Instant::now() + opts.lock_timeout;
+        loop {
+            match lock_file(storage.file(), !opts.read_only) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() >= give_up {
+                        return Err(Error::Locked);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(Error::Io(e)),
             }
-        })?;
+        }
         let mut file_len = storage.len()?;
         if file_len == 0 {
             if opts.read_only {

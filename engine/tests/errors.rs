@@ -116,6 +116,22 @@ fn read_only_database_refuses_writes() {
     drop((db, db2));
     let db = Db::open(&path, opts()).unwrap();
     assert!(matches!(Db::open(&path, opts()), Err(Error::Locked)));
+    // A holder that lets go while `open` waits (within `lock_timeout`) is waited for.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(db);
+    });
+    let patient = Options {
+        lock_timeout: std::time::Duration::from_secs(30),
+        ..opts()
+    };
+    let db = Db::open(&path, patient).unwrap();
+    releaser.join().unwrap();
+    let impatient = Options {
+        lock_timeout: std::time::Duration::ZERO,
+        ..opts()
+    };
+    assert!(matches!(Db::open(&path, impatient), Err(Error::Locked)));
     drop(db);
     // Read-only open of a missing file is an I/O error, not a new file.
     let missing = dir.path().join("missing");
