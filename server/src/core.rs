@@ -40,6 +40,10 @@ pub(crate) struct RaftView {
     pub(crate) applied: AtomicU64,
     /// Leader changes seen (etcd_server_leader_changes_seen_total).
     pub(crate) leader_changes: AtomicU64,
+    /// When this member last learned of a new leader, and the election timeout: a
+    /// proposal that started within two election timeouts before that and then timed out
+    /// most likely went down with the previous leader (etcd's heuristic).
+    pub(crate) leader_elected: Mutex<Option<(std::time::Instant, Duration)>>,
 }
 
 /// Active alarms (mirrors the `alarm` bucket).
@@ -241,6 +245,7 @@ impl Core {
     /// entry carrying `id` is applied.
     pub(crate) async fn propose_raw(&self, id: u64, m: Msg) -> Result<ApplyResult> {
         let (tx, rx) = oneshot::channel();
+        let start = std::time::Instant::now();
         self.waiters.lock().insert(id, tx);
         if let Err(e) = self.send(m) {
             self.waiters.lock().remove(&id);
@@ -251,7 +256,15 @@ impl Core {
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => {
                 self.waiters.lock().remove(&id);
-                Err(Error::Timeout)
+                // As etcd: a proposal made shortly before a new leader was elected most
+                // likely went down with the previous one, and the error says so.
+                let elected = *self.raft.leader_elected.lock();
+                match elected {
+                    Some((at, election)) if start < at && start + 2 * election > at => {
+                        Err(Error::TimeoutLeaderFail)
+                    }
+                    _ => Err(Error::Timeout),
+                }
             }
         }
     }

@@ -46,6 +46,10 @@ pub enum Error {
     Stopped,
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// A proposal timed out and the leader changed (or was lost) while it waited: the
+    /// entry most likely went down with the old leader, but it may still be applied.
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutLeaderFail,
     #[error("etcdserver: member not found")]
     MemberNotFound,
     #[error("etcdserver: request canceled")]
@@ -91,6 +95,7 @@ impl Error {
             NoLeader
             | Stopped
             | Timeout
+            | TimeoutLeaderFail
             | LeaderChanged
             | NotSupportedForLearner
             | MemberRemoved => Code::Unavailable,

@@ -157,3 +157,48 @@ async fn isolated_leader_5_members() {
     }
     isolate_leader(5, 3, Duration::from_secs(3)).await;
 }
+
+/// A write sent to a follower just after the leader is cut off is forwarded to the old
+/// leader and lost with it: the request times out (never acknowledged) with one of etcd's
+/// timeout texts. Which one depends on how soon the majority elects (etcd blames the old
+/// leader when the request started within two election timeouts before the new one was
+/// elected), so both are accepted; a plain success or any other error fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_forwarded_to_an_isolated_leader_times_out() {
+    let which = under_test();
+    let mut c = Cluster::start(which, 3, ClusterOpts::default()).await;
+    let old = c.wait_leader(None, Duration::from_secs(30)).await;
+    let follower = (0..3).find(|&i| i != old).unwrap();
+    let mut cf = etcd_client::Client::connect(
+        [c.nodes[follower].endpoint()],
+        Some(etcd_client::ConnectOptions::new().with_timeout(Duration::from_secs(30))),
+    )
+    .await
+    .expect("connect to a follower");
+    // The follower is warmed up: one write through it succeeds.
+    cf.put("fwd/warm", "x", None).await.expect("write before");
+
+    c.partition.isolate(c.nodes[old].id);
+    let t = Instant::now();
+    let r = cf.put("fwd/lost", "x", None).await;
+    eprintln!("write through the follower: {r:?} after {:?}", t.elapsed());
+    let e = r.expect_err("a write forwarded to an isolated leader cannot be acknowledged");
+    let status = match &e {
+        etcd_client::Error::GRpcStatus(s) => s,
+        other => panic!("not a gRPC status: {other}"),
+    };
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{e}");
+    assert!(
+        [
+            "etcdserver: request timed out",
+            "etcdserver: request timed out, possibly due to previous leader failure"
+        ]
+        .contains(&status.message()),
+        "unexpected error: {e}"
+    );
+    // The majority has a new leader and takes writes through the same follower.
+    let new_leader = c.wait_leader(Some(&[old]), Duration::from_secs(60)).await;
+    assert_ne!(new_leader, old);
+    cf.put("fwd/after", "y", None).await.expect("write after");
+    c.partition.heal();
+}

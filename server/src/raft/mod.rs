@@ -506,6 +506,8 @@ impl Loop {
         let leader = self.node.raft.leader_id;
         if leader != self.last_leader {
             if leader != 0 {
+                let election = self.opts.tick * (self.opts.election_ticks as u32).max(2);
+                *r.leader_elected.lock() = Some((Instant::now(), election));
                 tracing::info!(
                     leader = %format!("{leader:x}"),
                     term = self.node.raft.term,
