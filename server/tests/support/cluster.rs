@@ -584,7 +584,7 @@ impl Cluster {
         })
         .await;
         self.nodes[i].removed = true;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut exited = false;
         while Instant::now() < deadline {
             if !self.nodes[i].running() {
