@@ -20,7 +20,7 @@ use crate::raft::Msg;
 use crate::watch::WatchHub;
 
 /// How long a proposal may wait for its entry to be applied (etcd: 5 s + 2 × election).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Limits from the configuration that the services enforce.
 #[derive(Clone, Debug)]
@@ -266,6 +266,17 @@ impl Core {
                     _ => Err(Error::Timeout),
                 }
             }
+        }
+    }
+
+    /// Fails the waiter of request `id` if it is still waiting; whether it was.
+    pub(crate) fn fail_pending(&self, id: u64, e: Error) -> bool {
+        match self.waiters.lock().remove(&id) {
+            Some(w) => {
+                let _ = w.send(Err(e));
+                true
+            }
+            None => false,
         }
     }
 

@@ -105,6 +105,8 @@ pub(crate) enum Msg {
     /// A snapshot message whose backend file arrived at the path.
     Snapshot(RaftMessage, PathBuf),
     Unreachable(u64),
+    /// The peer closed our stream to it: its process went away.
+    PeerClosed(u64),
     SnapshotStatus(u64, bool),
     TransferLeader(u64, oneshot::Sender<Result<()>>),
     Progress(oneshot::Sender<ProgressView>),
@@ -175,6 +177,7 @@ pub(crate) fn start(
         prepared_source: None,
         transfers: Vec::new(),
         parked: Vec::new(),
+        forwarded: std::collections::VecDeque::new(),
         removed: false,
         last_leader: 0,
     };
@@ -228,6 +231,9 @@ struct Loop {
     transfers: Vec<(u64, Instant, oneshot::Sender<Result<()>>)>,
     /// Proposals waiting for a leader to be elected.
     parked: Vec<(Instant, Parked)>,
+    /// Proposals this follower forwarded to a leader, oldest first: (sent, request id,
+    /// leader). Entries older than the request timeout are dropped.
+    forwarded: std::collections::VecDeque<(Instant, u64, u64)>,
     /// This member applied its own removal.
     removed: bool,
     last_leader: u64,
@@ -364,16 +370,16 @@ impl Loop {
                 if self.node.raft.leader_id == 0 {
                     self.parked
                         .push((Instant::now() + PARK_LIMIT, Parked::Entry(id, data)));
-                } else if self.node.propose(Vec::new(), data).is_err() {
-                    self.core.complete(id, Err(Error::NoLeader));
+                } else {
+                    self.propose(id, Parked::Entry(id, data));
                 }
             }
             Msg::ConfChange { id, cc } => {
                 if self.node.raft.leader_id == 0 {
                     self.parked
                         .push((Instant::now() + PARK_LIMIT, Parked::Conf(id, cc)));
-                } else if self.node.propose_conf_change(Vec::new(), cc).is_err() {
-                    self.core.complete(id, Err(Error::NoLeader));
+                } else {
+                    self.propose(id, Parked::Conf(id, cc));
                 }
             }
             Msg::ReadIndex(w) => reads.push(w),
@@ -390,6 +396,7 @@ impl Loop {
                 let _ = self.node.step(m);
             }
             Msg::Unreachable(id) => self.node.report_unreachable(id),
+            Msg::PeerClosed(id) => self.on_peer_closed(id),
             Msg::SnapshotStatus(id, ok) => {
                 let st = if ok {
                     SnapshotStatus::Finish
@@ -429,6 +436,86 @@ impl Loop {
         }
     }
 
+    /// Peer `id` closed our stream. When it is our leader, its process is gone (a network
+    /// cut is silent instead): waiting out the election timeout while honouring its lease
+    /// only delays the next leader. This follower drops the lease, so it grants votes at
+    /// once, and the voter with the lowest id among the others campaigns at the next tick;
+    /// the rest keep an election timer at least three ticks away, so they do not split the
+    /// vote, and take over if that campaign fails. Campaigns start with a pre-vote, so a
+    /// leader that is in fact alive and heard by a majority keeps its term. Only the timing
+    /// of elections changes, never their safety (reads use ReadIndex, not the lease).
+    fn on_peer_closed(&mut self, id: u64) {
+        let me = self.core.member.id;
+        let r = &mut self.node.raft;
+        if id == 0
+            || r.leader_id != id
+            || r.state != StateRole::Follower
+            || !self.conf.voters.contains(&me)
+        {
+            return;
+        }
+        let et = r.election_timeout();
+        let first = self.conf.voters.iter().copied().filter(|&v| v != id).min() == Some(me);
+        if first {
+            r.election_elapsed = r
+                .election_elapsed
+                .max(et)
+                .max(r.randomized_election_timeout().saturating_sub(1));
+        } else {
+            for _ in 0..16 {
+                if r.randomized_election_timeout() >= et + 3 {
+                    break;
+                }
+                r.reset_randomized_election_timeout();
+            }
+            r.election_elapsed = r.election_elapsed.max(et);
+        }
+        // What this member forwarded to the gone leader and did not see applied went down
+        // with it, unless the leader replicated it first (then the next leader may still
+        // apply it): the clients learn now, with etcd's ambiguous error for this case,
+        // instead of after the request timeout.
+        let mut failed = 0usize;
+        self.forwarded.retain(|&(_, req, leader)| {
+            if leader == id {
+                failed += self.core.fail_pending(req, Error::TimeoutLeaderFail) as usize;
+                false
+            } else {
+                true
+            }
+        });
+        tracing::info!(
+            leader = %format!("{id:x}"),
+            campaign_next = first,
+            forwarded_requests_failed = failed,
+            "the leader closed its connection (stopped or restarted): its lease is dropped"
+        );
+    }
+
+    /// Proposes request `id` (a leader is known): appends it as the leader, or forwards it
+    /// to the leader, remembering which one.
+    fn propose(&mut self, id: u64, p: Parked) {
+        let res = match p {
+            Parked::Entry(_, data) => self.node.propose(Vec::new(), data),
+            Parked::Conf(_, cc) => self.node.propose_conf_change(Vec::new(), cc),
+        };
+        if res.is_err() {
+            self.core.complete(id, Err(Error::NoLeader));
+            return;
+        }
+        let leader = self.node.raft.leader_id;
+        if leader != self.core.member.id && leader != 0 {
+            let now = Instant::now();
+            while self
+                .forwarded
+                .front()
+                .is_some_and(|(t, _, _)| now.duration_since(*t) > crate::core::REQUEST_TIMEOUT)
+            {
+                self.forwarded.pop_front();
+            }
+            self.forwarded.push_back((now, id, leader));
+        }
+    }
+
     /// Proposes parked proposals once a leader is known; fails those that waited too long.
     fn unpark(&mut self) {
         let now = Instant::now();
@@ -436,13 +523,10 @@ impl Loop {
         let parked = std::mem::take(&mut self.parked);
         for (deadline, p) in parked {
             if has_leader {
-                let (id, res) = match p {
-                    Parked::Entry(id, data) => (id, self.node.propose(Vec::new(), data)),
-                    Parked::Conf(id, cc) => (id, self.node.propose_conf_change(Vec::new(), cc)),
+                let id = match &p {
+                    Parked::Entry(id, _) | Parked::Conf(id, _) => *id,
                 };
-                if res.is_err() {
-                    self.core.complete(id, Err(Error::NoLeader));
-                }
+                self.propose(id, p);
             } else if now >= deadline {
                 let id = match p {
                     Parked::Entry(id, _) | Parked::Conf(id, _) => id,
@@ -1003,6 +1087,10 @@ impl crate::transport::Handler for PeerHandler {
 
     fn on_unreachable(&self, id: u64) {
         self.send(Msg::Unreachable(id));
+    }
+
+    fn on_peer_closed(&self, id: u64) {
+        self.send(Msg::PeerClosed(id));
     }
 
     fn on_snapshot_status(&self, to: u64, ok: bool) {

@@ -123,6 +123,10 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn on_snapshot(&self, m: Message, db: PathBuf);
     /// The connection to peer `id` failed or broke, or its queue overflowed.
     fn on_unreachable(&self, id: u64);
+    /// Peer `id` closed our stream to it (end of file or reset): its process stopped,
+    /// crashed or restarted. Called after [`Handler::on_unreachable`]. A peer that is only
+    /// cut off by the network is silent instead, and never reported here.
+    fn on_peer_closed(&self, id: u64);
     /// Outcome of a snapshot we sent to `to`.
     fn on_snapshot_status(&self, to: u64, ok: bool);
     /// The answer to a members query (opaque to the transport).

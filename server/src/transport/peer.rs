@@ -75,6 +75,9 @@ pub(super) async fn run(
                         End::Broken(e) => {
                             tracing::info!(peer = %peer, error = %e, "peer disconnected");
                             inner.handler.on_unreachable(id);
+                            if closed_by_peer(&e) {
+                                inner.handler.on_peer_closed(id);
+                            }
                             false
                         }
                     }
@@ -128,6 +131,21 @@ pub(super) async fn run(
     }
 }
 
+/// Whether a broken stream was closed by the peer's end (its process went away) rather
+/// than timed out or failed locally.
+fn closed_by_peer(e: &Error) -> bool {
+    match e {
+        Error::Protocol(what) => *what == CLOSED_BY_PEER,
+        Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        _ => false,
+    }
+}
+
+const CLOSED_BY_PEER: &str = "connection closed by the peer";
+
 /// Logs a failed attempt: the first of a series, then at most every [`LOG_EVERY`].
 fn log_failure(peer: &str, error: &str, failures: &mut u64, last: &mut Option<Instant>) {
     *failures += 1;
@@ -160,7 +178,7 @@ async fn stream_to(
             // The peer never writes on this connection: a read ends only when it closes.
             r = rd.read(&mut probe) => {
                 return End::Broken(match r {
-                    Ok(0) => Error::Protocol("connection closed by the peer"),
+                    Ok(0) => Error::Protocol(CLOSED_BY_PEER),
                     Ok(_) => Error::Protocol("unexpected bytes from the peer"),
                     Err(e) => Error::Io(e),
                 });

@@ -25,6 +25,7 @@ enum Ev {
     Msg(Message),
     Snap(Message, PathBuf),
     Unreachable(u64),
+    PeerClosed(u64),
     SnapStatus(u64, bool),
     Removed,
 }
@@ -44,6 +45,9 @@ impl Handler for TestHandler {
     }
     fn on_unreachable(&self, id: u64) {
         let _ = self.tx.send(Ev::Unreachable(id));
+    }
+    fn on_peer_closed(&self, id: u64) {
+        let _ = self.tx.send(Ev::PeerClosed(id));
     }
     fn on_snapshot_status(&self, to: u64, ok: bool) {
         let _ = self.tx.send(Ev::SnapStatus(to, ok));
@@ -262,10 +266,14 @@ async fn reconnects_to_a_restarted_receiver() {
     let first = send_until_received(&a, &mut b, &mut seq).await;
     assert_eq!(first.from, 1);
 
-    // Restart the receiver on the same port.
+    // Restart the receiver on the same port. The sender learns that the peer closed the
+    // stream (its process went away), not merely that it is unreachable.
     let addr = wire::peer_addr(&b.url).unwrap();
     b.t.stop().await;
     drop(b);
+    let mut a = a;
+    a.wait_for(|ev| matches!(ev, Ev::PeerClosed(2)).then_some(()))
+        .await;
     let l = TcpListener::bind(&addr).await.unwrap();
     let mut b2 = Node::start_on(2, 7, l).await;
     let m = send_until_received(&a, &mut b2, &mut seq).await;
@@ -621,6 +629,7 @@ impl Handler for CountingHandler {
     }
     fn on_snapshot(&self, _m: Message, _db: PathBuf) {}
     fn on_unreachable(&self, _id: u64) {}
+    fn on_peer_closed(&self, _id: u64) {}
     fn on_snapshot_status(&self, _to: u64, _ok: bool) {}
     fn members(&self) -> Vec<u8> {
         Vec::new()
