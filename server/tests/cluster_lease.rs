@@ -96,10 +96,14 @@ impl KeepAlive {
 
     /// One keep-alive of lease `id` and its answer.
     async fn once(&mut self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
-        self.tx
-            .send(LeaseKeepAliveRequest { id })
-            .await
-            .map_err(|_| Status::unavailable("keep-alive stream closed"))?;
+        if self.tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+            // The server ended the call before reading a request (a refused stream): its
+            // status is what the call returned.
+            return match self.next().await {
+                Err(s) => Err(s),
+                Ok(r) => panic!("a closed keep-alive stream answered {r:?}"),
+            };
+        }
         self.next().await
     }
 
