@@ -269,21 +269,14 @@ impl Core {
         }
     }
 
-    /// Fails the waiter of request `id` if it is still waiting; whether it was.
-    pub(crate) fn fail_pending(&self, id: u64, e: Error) -> bool {
+    /// Completes the waiter of request `id` (raft loop); whether one was still waiting.
+    pub(crate) fn complete(&self, id: u64, res: Result<ApplyResult>) -> bool {
         match self.waiters.lock().remove(&id) {
             Some(w) => {
-                let _ = w.send(Err(e));
+                let _ = w.send(res);
                 true
             }
             None => false,
-        }
-    }
-
-    /// Completes the waiter of request `id` (raft loop).
-    pub(crate) fn complete(&self, id: u64, res: Result<ApplyResult>) {
-        if let Some(w) = self.waiters.lock().remove(&id) {
-            let _ = w.send(res);
         }
     }
 

@@ -57,6 +57,15 @@ enum Parked {
     Conf(u64, ConfChange),
 }
 
+impl Parked {
+    /// The request id its waiter is registered under.
+    fn id(&self) -> u64 {
+        match self {
+            Parked::Entry(id, _) | Parked::Conf(id, _) => *id,
+        }
+    }
+}
+
 /// Learners at most (etcd's --max-learners default).
 pub(crate) const MAX_LEARNERS: usize = 1;
 
@@ -345,10 +354,7 @@ impl Loop {
             let _ = w.send(Err(Error::Stopped));
         }
         for (_, p) in self.parked.drain(..) {
-            let id = match p {
-                Parked::Entry(id, _) | Parked::Conf(id, _) => id,
-            };
-            self.core.complete(id, Err(Error::Stopped));
+            self.core.complete(p.id(), Err(Error::Stopped));
         }
         let _ = self.core.terminated.send(Some(outcome));
         if let Some(s) = stop {
@@ -371,7 +377,7 @@ impl Loop {
                     self.parked
                         .push((Instant::now() + PARK_LIMIT, Parked::Entry(id, data)));
                 } else {
-                    self.propose(id, Parked::Entry(id, data));
+                    self.propose(Parked::Entry(id, data));
                 }
             }
             Msg::ConfChange { id, cc } => {
@@ -379,7 +385,7 @@ impl Loop {
                     self.parked
                         .push((Instant::now() + PARK_LIMIT, Parked::Conf(id, cc)));
                 } else {
-                    self.propose(id, Parked::Conf(id, cc));
+                    self.propose(Parked::Conf(id, cc));
                 }
             }
             Msg::ReadIndex(w) => reads.push(w),
@@ -477,7 +483,7 @@ impl Loop {
         let mut failed = 0usize;
         self.forwarded.retain(|&(_, req, leader)| {
             if leader == id {
-                failed += self.core.fail_pending(req, Error::TimeoutLeaderFail) as usize;
+                failed += self.core.complete(req, Err(Error::TimeoutLeaderFail)) as usize;
                 false
             } else {
                 true
@@ -491,9 +497,10 @@ impl Loop {
         );
     }
 
-    /// Proposes request `id` (a leader is known): appends it as the leader, or forwards it
-    /// to the leader, remembering which one.
-    fn propose(&mut self, id: u64, p: Parked) {
+    /// Proposes a request (a leader is known): appends it as the leader, or forwards it to
+    /// the leader, remembering which one.
+    fn propose(&mut self, p: Parked) {
+        let id = p.id();
         let res = match p {
             Parked::Entry(_, data) => self.node.propose(Vec::new(), data),
             Parked::Conf(_, cc) => self.node.propose_conf_change(Vec::new(), cc),
@@ -523,15 +530,9 @@ impl Loop {
         let parked = std::mem::take(&mut self.parked);
         for (deadline, p) in parked {
             if has_leader {
-                let id = match &p {
-                    Parked::Entry(id, _) | Parked::Conf(id, _) => *id,
-                };
-                self.propose(id, p);
+                self.propose(p);
             } else if now >= deadline {
-                let id = match p {
-                    Parked::Entry(id, _) | Parked::Conf(id, _) => id,
-                };
-                self.core.complete(id, Err(Error::NoLeader));
+                self.core.complete(p.id(), Err(Error::NoLeader));
             } else {
                 self.parked.push((deadline, p));
             }
