@@ -19,6 +19,21 @@ fn under_test() -> Impl {
     }
 }
 
+/// Neither a write nor a linearizable read on the isolated member may succeed.
+fn assert_refused<W: std::fmt::Debug, R: std::fmt::Debug>(
+    w: &Result<W, String>,
+    r: &Result<R, String>,
+) {
+    assert!(
+        w.is_err(),
+        "the isolated member acknowledged a write: {w:?}"
+    );
+    assert!(
+        r.is_err(),
+        "the isolated member answered a linearizable read: {r:?}"
+    );
+}
+
 async fn isolate_leader(members: usize, writers: usize, load: Duration) {
     let which = under_test();
     let t_test = Instant::now();
@@ -71,14 +86,7 @@ async fn isolate_leader(members: usize, writers: usize, load: Duration) {
     for p in probes {
         let (w, r) = p.await.expect("probe");
         eprintln!("isolated write: {w:?}; isolated linearizable read: {r:?}");
-        assert!(
-            w.is_err(),
-            "the isolated member acknowledged a write: {w:?}"
-        );
-        assert!(
-            r.is_err(),
-            "the isolated member answered a linearizable read: {r:?}"
-        );
+        assert_refused(&w, &r);
     }
     // A second round once the majority has moved on (the old leader has stepped down or
     // still believes it leads: either way nothing may succeed).
@@ -88,14 +96,7 @@ async fn isolate_leader(members: usize, writers: usize, load: Duration) {
     let w = rc.put("iso/late", "lost").await;
     let r = rc.get("r/1").await;
     eprintln!("isolated late write: {w:?}; read: {r:?}");
-    assert!(
-        w.is_err(),
-        "the isolated member acknowledged a write: {w:?}"
-    );
-    assert!(
-        r.is_err(),
-        "the isolated member answered a linearizable read: {r:?}"
-    );
+    assert_refused(&w, &r);
 
     tokio::time::sleep(load).await;
     // Writers whose requests went to the isolated leader wait for their timeouts: give the

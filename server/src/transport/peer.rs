@@ -25,8 +25,22 @@ enum End {
     Exit,
     /// The peer's URLs changed: reconnect at once.
     UrlsChanged,
-    /// The connection broke.
+    /// The connection broke on our side (a write timed out, a local error).
     Broken(Error),
+    /// The peer closed the connection (end of file or reset): its process went away.
+    Closed(Error),
+}
+
+impl End {
+    /// The end of a stream after an I/O error: a reset or broken pipe is the peer's doing.
+    fn io(e: std::io::Error) -> End {
+        match e.kind() {
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                End::Closed(Error::Io(e))
+            }
+            _ => End::Broken(Error::Io(e)),
+        }
+    }
 }
 
 /// Connects, streams, reconnects with backoff until the peer is removed or the transport stops.
@@ -75,9 +89,12 @@ pub(super) async fn run(
                         End::Broken(e) => {
                             tracing::info!(peer = %peer, error = %e, "peer disconnected");
                             inner.handler.on_unreachable(id);
-                            if closed_by_peer(&e) {
-                                inner.handler.on_peer_closed(id);
-                            }
+                            false
+                        }
+                        End::Closed(e) => {
+                            tracing::info!(peer = %peer, error = %e, "peer disconnected");
+                            inner.handler.on_unreachable(id);
+                            inner.handler.on_peer_closed(id);
                             false
                         }
                     }
@@ -131,21 +148,6 @@ pub(super) async fn run(
     }
 }
 
-/// Whether a broken stream was closed by the peer's end (its process went away) rather
-/// than timed out or failed locally.
-fn closed_by_peer(e: &Error) -> bool {
-    match e {
-        Error::Protocol(what) => *what == CLOSED_BY_PEER,
-        Error::Io(io) => matches!(
-            io.kind(),
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-        ),
-        _ => false,
-    }
-}
-
-const CLOSED_BY_PEER: &str = "connection closed by the peer";
-
 /// Logs a failed attempt: the first of a series, then at most every [`LOG_EVERY`].
 fn log_failure(peer: &str, error: &str, failures: &mut u64, last: &mut Option<Instant>) {
     *failures += 1;
@@ -177,11 +179,11 @@ async fn stream_to(
             },
             // The peer never writes on this connection: a read ends only when it closes.
             r = rd.read(&mut probe) => {
-                return End::Broken(match r {
-                    Ok(0) => Error::Protocol(CLOSED_BY_PEER),
-                    Ok(_) => Error::Protocol("unexpected bytes from the peer"),
-                    Err(e) => Error::Io(e),
-                });
+                return match r {
+                    Ok(0) => End::Closed(Error::Protocol("connection closed by the peer")),
+                    Ok(_) => End::Broken(Error::Protocol("unexpected bytes from the peer")),
+                    Err(e) => End::io(e),
+                };
             }
             changed = urls_rx.changed() => {
                 return if changed.is_err() { End::Exit } else { End::UrlsChanged };
@@ -204,7 +206,7 @@ async fn stream_to(
         }
         match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&buf)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return End::Broken(Error::Io(e)),
+            Ok(Err(e)) => return End::io(e),
             Err(_) => return End::Broken(Error::Timeout("writing to the peer")),
         }
         if buf.capacity() > BUF_KEEP {
