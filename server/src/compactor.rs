@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::apply::Op;
-use crate::core::Core;
 use crate::pb::etcdserverpb::CompactionRequest;
+use crate::raft::Proposer;
 use crate::server::{AutoCompaction, ServerOptions};
+use crate::state::State;
 
 pub(crate) fn spawn(
-    core: Arc<Core>,
+    state: Arc<State>,
+    raft: Arc<Proposer>,
     opts: &ServerOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -37,7 +38,7 @@ pub(crate) fn spawn(
                 _ = shutdown.wait_for(|v| *v) => return,
             }
             let now = Instant::now();
-            let rev = core.store.rev();
+            let rev = state.store.rev();
             let target = match mode {
                 AutoCompaction::Off => return,
                 AutoCompaction::Periodic(keep) => {
@@ -56,14 +57,14 @@ pub(crate) fn spawn(
                 AutoCompaction::Revision(keep) => Some(rev - keep as i64),
             };
             let Some(target) = target else { continue };
-            if target <= last || target <= core.store.compact_rev() || target <= 0 {
+            if target <= last || target <= state.store.compact_rev() || target <= 0 {
                 continue;
             }
             let req = CompactionRequest {
                 revision: target,
                 physical: false,
             };
-            match core.propose(Op::Compaction(req)).await {
+            match raft.propose(req).await {
                 Ok(_) => {
                     tracing::info!(revision = target, "auto compaction done");
                     last = target;

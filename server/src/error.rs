@@ -1,6 +1,8 @@
 //! etcd's client-visible errors: exact texts (after the `etcdserver: ` prefix) and gRPC codes
 //! (etcd-api.md §2). Every failure a client can see is one of these.
 
+use std::sync::Arc;
+
 use tonic::{Code, Status};
 
 /// One enum for every error the server reports to clients.
@@ -74,7 +76,11 @@ pub enum Error {
     NotSupportedForLearner,
     #[error("etcdserver: the member has been permanently removed from the cluster")]
     MemberRemoved,
-    /// Storage failure (engine, WAL): the member can no longer serve writes safely.
+    /// A failure after which the member must stop (storage, an undecodable entry), with
+    /// the failing layer's error kept typed.
+    #[error("etcdserver: {0}")]
+    Fatal(Fatal),
+    /// Any other internal failure (start-up, a broken invariant).
     #[error("etcdserver: {0}")]
     Internal(String),
     /// A feature this server does not implement yet.
@@ -110,7 +116,7 @@ impl Error {
             | NotEnoughStartedMembers => Code::FailedPrecondition,
             InvalidPeerUrls => Code::InvalidArgument,
             Canceled => Code::Cancelled,
-            Internal(_) => Code::Unknown,
+            Fatal(_) | Internal(_) => Code::Unknown,
             Unimplemented(_) => Code::Unimplemented,
         }
     }
@@ -119,6 +125,57 @@ impl Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         Status::new(e.code(), e.to_string())
+    }
+}
+
+/// Why a member had to stop.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Fatal {
+    /// The backend (page store) failed: a failed fsync or write, or a corrupt page.
+    #[error("backend: {0}")]
+    Engine(Arc<cairn_engine::Error>),
+    /// The write-ahead log failed.
+    #[error("wal: {0}")]
+    Wal(Arc<cairn_wal::Error>),
+    /// A committed raft entry that cannot be decoded: applying anything after it would
+    /// fork this member's state from the others'.
+    #[error("committed entry {index} cannot be applied: {reason}")]
+    BadEntry { index: u64, reason: String },
+}
+
+impl PartialEq for Fatal {
+    /// The same failure: the same error object for storage errors, the same entry for
+    /// undecodable ones.
+    fn eq(&self, other: &Fatal) -> bool {
+        match (self, other) {
+            (Fatal::Engine(a), Fatal::Engine(b)) => Arc::ptr_eq(a, b),
+            (Fatal::Wal(a), Fatal::Wal(b)) => Arc::ptr_eq(a, b),
+            (
+                Fatal::BadEntry {
+                    index: a,
+                    reason: r,
+                },
+                Fatal::BadEntry {
+                    index: b,
+                    reason: s,
+                },
+            ) => a == b && r == s,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Fatal {}
+
+impl From<cairn_engine::Error> for Error {
+    fn from(e: cairn_engine::Error) -> Error {
+        Error::Fatal(Fatal::Engine(Arc::new(e)))
+    }
+}
+
+impl From<cairn_wal::Error> for Error {
+    fn from(e: cairn_wal::Error) -> Error {
+        Error::Fatal(Fatal::Wal(Arc::new(e)))
     }
 }
 

@@ -24,7 +24,6 @@ mod api;
 mod apply;
 mod compactor;
 pub mod config;
-mod core;
 pub mod error;
 pub mod http;
 mod lease;
@@ -34,7 +33,9 @@ pub mod pb;
 mod raft;
 mod server;
 mod snapshot;
+mod state;
 pub mod status;
+mod tasks;
 mod transport;
 mod watch;
 

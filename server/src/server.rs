@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,17 +16,18 @@ use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
+use crate::api::{Limits, Node};
 use crate::compactor;
-use crate::core::{Core, Limits};
 use crate::error::{Error, Result};
 use crate::membership::{self, ClusterInfo, MemberInfo, MemberRecord, Membership};
-use crate::mvcc::backend::{ALARM, CLUSTER, META, META_CONSISTENT_INDEX, META_TERM};
+use crate::mvcc::backend::{CLUSTER, META, META_CONSISTENT_INDEX, META_TERM};
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer, AlarmMember,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
-use crate::raft::{self, RaftOptions};
+use crate::raft::{self, Proposer, RaftOptions};
+use crate::state::State;
 use crate::status::{MemberStatus, ProbeFuture};
 use crate::transport::{Transport, TransportConfig};
 
@@ -120,7 +120,8 @@ impl ServerOptions {
 
 /// A running member.
 pub struct Server {
-    core: Arc<Core>,
+    node: Arc<Node>,
+    transport: Arc<Transport>,
     addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     serving: Vec<JoinHandle<()>>,
@@ -224,10 +225,18 @@ impl Server {
             .filter(|m| m.id != member.id)
             .map(|m| (m.id, m.peer_urls.clone()))
             .collect();
-        let core = Arc::new(Core::new(store, member, cluster, limits));
-        load_alarms(&core)?;
-        core.lessor.set_election_timeout(opts.election_timeout);
-        crate::lease::restore(&core)?;
+        let state = Arc::new(State::new(store, member, cluster));
+        state.lessor.set_election_timeout(opts.election_timeout);
+        state.reload()?;
+        if !state.alarms.list().is_empty() {
+            tracing::warn!(count = state.alarms.list().len(), "active alarms restored");
+        }
+        let proposer = Arc::new(Proposer::new(state.member.id, opts.max_request_bytes));
+        let node = Arc::new(Node {
+            state: state.clone(),
+            raft: proposer.clone(),
+            limits,
+        });
         if let Some(rev) = rec.pending_compaction {
             tracing::info!(revision = rev, "resuming interrupted compaction");
             let (ci, term) = (rec.consistent_index, rec.term);
@@ -240,22 +249,21 @@ impl Server {
                     (crate::mvcc::backend::META_TERM, term.to_be_bytes().to_vec()),
                 ]
             };
-            core.store.compact(rev, |be| be.commit(&meta()))?;
-            core.store.backend.commit(&meta())?;
+            state.store.compact(rev, |be| be.commit(&meta()))?;
+            state.store.backend.commit(&meta())?;
         }
         let transport = Arc::new(Transport::start(
             TransportConfig {
-                local_id: core.member.id,
-                cluster_id: core.member.cluster_id,
+                local_id: state.member.id,
+                cluster_id: state.member.cluster_id,
                 snap_dir: snap_dir.clone(),
             },
             peer_listeners,
-            Arc::new(raft::PeerHandler::new(&core)),
+            Arc::new(raft::PeerHandler::new(&state, &proposer)),
         ));
         for (id, urls) in peers {
             transport.add_peer(id, urls);
         }
-        let _ = core.transport.set(transport.clone());
         let tick = opts.heartbeat_interval.max(Duration::from_millis(1));
         let ropts = RaftOptions {
             tick,
@@ -264,10 +272,9 @@ impl Server {
             wal_dir,
             snap_dir,
         };
-        let core2 = core.clone();
-        let t2 = transport.clone();
+        let (s2, p2, t2) = (state.clone(), proposer.clone(), transport.clone());
         let raft_thread =
-            tokio::task::spawn_blocking(move || raft::start(core2, ropts, &rec, conf, t2))
+            tokio::task::spawn_blocking(move || raft::start(s2, p2, ropts, &rec, conf, t2))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
 
@@ -278,17 +285,17 @@ impl Server {
         // member of a cluster without quorum waits here, as etcd's does.
         let (published_tx, published_rx) = tokio::sync::oneshot::channel();
         serving.push(spawn_publish(
-            core.clone(),
+            node.clone(),
             shutdown_rx.clone(),
             published_tx,
         ));
-        let mut terminated = core.terminated.subscribe();
+        let mut terminated = proposer.terminated();
         tokio::select! {
             _ = published_rx => {}
             _ = terminated.wait_for(|t| t.is_some()) => {}
         }
         for (l, addr) in listeners.into_iter().zip(addrs.iter()) {
-            let router = build_router(&core, &opts);
+            let router = build_router(&node, &opts);
             let mut rx = shutdown_rx.clone();
             let addr = *addr;
             serving.push(tokio::spawn(async move {
@@ -307,19 +314,27 @@ impl Server {
                 }
             }));
         }
-        serving.push(compactor::spawn(core.clone(), &opts, shutdown_rx.clone()));
-        serving.push(crate::lease::spawn_expiry(
-            core.clone(),
+        serving.push(compactor::spawn(
+            state.clone(),
+            proposer.clone(),
+            &opts,
+            shutdown_rx.clone(),
+        ));
+        serving.push(crate::tasks::lease_expiry::spawn(
+            state.clone(),
+            proposer.clone(),
             opts.lease_checkpoint_interval,
             shutdown_rx.clone(),
         ));
         serving.push(crate::watch::spawn_syncer(
-            core.clone(),
+            state.store.clone(),
+            state.watch.clone(),
             opts.watch_progress_notify_interval,
             shutdown_rx.clone(),
         ));
         Ok(Server {
-            core,
+            node,
+            transport,
             addrs,
             shutdown,
             serving,
@@ -334,18 +349,18 @@ impl Server {
 
     /// This member's id.
     pub fn member_id(&self) -> u64 {
-        self.core.member.id
+        self.node.state.member.id
     }
 
     /// The cluster id.
     pub fn cluster_id(&self) -> u64 {
-        self.core.member.cluster_id
+        self.node.state.member.cluster_id
     }
 
     /// What the HTTP endpoints see of this member.
     pub fn status(&self) -> Arc<dyn MemberStatus> {
         Arc::new(StatusHandle {
-            core: self.core.clone(),
+            node: self.node.clone(),
         })
     }
 
@@ -355,19 +370,17 @@ impl Server {
         for h in self.serving.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
         }
-        raft::stop(&self.core).await;
+        self.node.raft.stop_loop().await;
         if let Some(t) = self.raft_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
-        if let Some(t) = self.core.transport.get() {
-            t.stop().await;
-        }
+        self.transport.stop().await;
     }
 
     /// Resolves when the member stops on its own: `Ok` when it was removed from the
     /// cluster, `Err` on a fatal storage error.
     pub async fn terminated(&self) -> Result<()> {
-        let mut rx = self.core.terminated.subscribe();
+        let mut rx = self.node.raft.terminated();
         loop {
             if let Some(r) = rx.borrow_and_update().clone() {
                 return r;
@@ -382,7 +395,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
-        self.core.stop();
+        self.node.raft.stop();
     }
 }
 
@@ -572,32 +585,38 @@ fn identify(
 /// Publishes this member's name and client URLs through raft once a leader is known, as
 /// etcd's members do after starting (until then others see them without).
 fn spawn_publish(
-    core: Arc<Core>,
+    node: Arc<Node>,
     mut shutdown: watch::Receiver<bool>,
     published: tokio::sync::oneshot::Sender<()>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let _published = published;
         loop {
-            let up_to_date =
-                core.cluster.read().members.get(&core.member.id).map(|m| {
-                    m.name == core.member.name && m.client_urls == core.member.client_urls
+            let up_to_date = node
+                .state
+                .cluster
+                .read()
+                .members
+                .get(&node.state.member.id)
+                .map(|m| {
+                    m.name == node.state.member.name
+                        && m.client_urls == node.state.member.client_urls
                 });
             if up_to_date == Some(true) {
                 return;
             }
-            if up_to_date.is_some() && core.has_leader() {
+            if up_to_date.is_some() && node.raft.has_leader() {
                 let m = crate::pb::etcdserverpb::Member {
-                    id: core.member.id,
-                    name: core.member.name.clone(),
-                    client_ur_ls: core.member.client_urls.clone(),
+                    id: node.state.member.id,
+                    name: node.state.member.name.clone(),
+                    client_ur_ls: node.state.member.client_urls.clone(),
                     ..Default::default()
                 };
-                match core.propose(crate::apply::Op::MemberAttr(m)).await {
+                match node.raft.propose(m).await {
                     Ok(_) => {
                         tracing::info!(
-                            name = %core.member.name,
-                            client_urls = ?core.member.client_urls,
+                            name = %node.state.member.name,
+                            client_urls = ?node.state.member.client_urls,
                             "published member attributes to the cluster"
                         );
                         return;
@@ -616,35 +635,21 @@ fn spawn_publish(
     })
 }
 
-fn load_alarms(core: &Core) -> Result<()> {
-    let mut alarms = Vec::new();
-    for (k, _) in core.store.backend.scan_committed(ALARM)? {
-        if let Ok(m) = AlarmMember::decode(k.as_slice()) {
-            alarms.push(m);
-        }
-    }
-    if !alarms.is_empty() {
-        tracing::warn!(count = alarms.len(), "active alarms restored");
-    }
-    core.alarms.load(alarms);
-    Ok(())
-}
-
-fn build_router(core: &Arc<Core>, opts: &ServerOptions) -> tonic::service::Routes {
+fn build_router(node: &Arc<Node>, opts: &ServerOptions) -> tonic::service::Routes {
     let max_recv = opts.max_request_bytes + GRPC_OVERHEAD;
-    let kv = KvServer::new(KvService { core: core.clone() })
+    let kv = KvServer::new(KvService { node: node.clone() })
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
-    let maint = MaintenanceServer::new(MaintenanceService { core: core.clone() })
+    let maint = MaintenanceServer::new(MaintenanceService { node: node.clone() })
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
-    let cluster = ClusterServer::new(ClusterService { core: core.clone() })
+    let cluster = ClusterServer::new(ClusterService { node: node.clone() })
         .max_decoding_message_size(max_recv);
-    let watch = WatchServer::new(WatchService { core: core.clone() })
+    let watch = WatchServer::new(WatchService { node: node.clone() })
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
     let lease =
-        LeaseServer::new(LeaseService::new(core.clone())).max_decoding_message_size(max_recv);
+        LeaseServer::new(LeaseService::new(node.clone())).max_decoding_message_size(max_recv);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let reporter = health_reporter.clone();
     tokio::spawn(async move {
@@ -660,10 +665,10 @@ fn build_router(core: &Arc<Core>, opts: &ServerOptions) -> tonic::service::Route
         .add_service(health)
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(
-            core.clone(),
+            node.clone(),
             learner_gate,
         ));
-    let status: Arc<dyn MemberStatus> = Arc::new(StatusHandle { core: core.clone() });
+    let status: Arc<dyn MemberStatus> = Arc::new(StatusHandle { node: node.clone() });
     let http = crate::http_routes(status);
     let router = grpc.merge(http).fallback(fallback);
     tonic::service::Routes::from(router)
@@ -672,7 +677,7 @@ fn build_router(core: &Arc<Core>, opts: &ServerOptions) -> tonic::service::Route
 /// A learner serves only Status, serializable Range (checked by the KV service) and the
 /// health service; every other call gets etcd's "rpc not supported for learner".
 async fn learner_gate(
-    axum::extract::State(core): axum::extract::State<Arc<Core>>,
+    axum::extract::State(node): axum::extract::State<Arc<Node>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -683,7 +688,7 @@ async fn learner_gate(
         "/grpc.health.v1.Health/Check",
         "/grpc.health.v1.Health/Watch",
     ];
-    if core.is_learner() && !ALLOWED.contains(&req.uri().path()) {
+    if node.state.is_learner() && !ALLOWED.contains(&req.uri().path()) {
         return tonic::Status::from(Error::NotSupportedForLearner)
             .into_http::<axum::body::Body>()
             .into_response();
@@ -711,16 +716,17 @@ async fn fallback(req: axum::extract::Request) -> axum::response::Response {
 
 /// [`MemberStatus`] over the member's shared state.
 struct StatusHandle {
-    core: Arc<Core>,
+    node: Arc<Node>,
 }
 
 impl MemberStatus for StatusHandle {
     fn has_leader(&self) -> bool {
-        self.core.has_leader()
+        self.node.raft.has_leader()
     }
 
     fn alarms(&self) -> Vec<String> {
-        self.core
+        self.node
+            .state
             .alarms
             .list()
             .iter()
@@ -733,13 +739,17 @@ impl MemberStatus for StatusHandle {
     }
 
     fn is_learner(&self) -> bool {
-        self.core.is_learner()
+        self.node.state.is_learner()
     }
 
     fn range_probe(&self, serializable: bool) -> ProbeFuture<'_> {
         Box::pin(async move {
             if !serializable {
-                self.core.read_index().await.map_err(|e| e.to_string())?;
+                self.node
+                    .raft
+                    .read_index()
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             let r = crate::pb::etcdserverpb::RangeRequest {
                 key: Bytes::from_static(b"health"),
@@ -748,7 +758,8 @@ impl MemberStatus for StatusHandle {
                 serializable: true,
                 ..Default::default()
             };
-            self.core
+            self.node
+                .state
                 .store
                 .range(&r)
                 .map(|_| ())

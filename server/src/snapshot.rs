@@ -17,13 +17,11 @@ use std::io;
 use std::path::Path;
 
 use cairn_engine::ReadTx;
-use prost::Message;
 
-use crate::core::Core;
 use crate::error::Result;
-use crate::mvcc::backend::{ALARM, META_CONSISTENT_INDEX, META_TERM};
+use crate::mvcc::backend::{META_CONSISTENT_INDEX, META_TERM};
 use crate::mvcc::store::Recovered;
-use crate::pb::etcdserverpb::AlarmMember;
+use crate::state::State;
 use crate::transport::SnapshotSource;
 
 /// Replaces the member's whole state with the backend file `db_file` (consumed: it is
@@ -34,11 +32,10 @@ use crate::transport::SnapshotSource;
 /// An unreadable or corrupt file is an error and the old state keeps serving. An error
 /// after the file was moved into place (directory fsync, reloading) is fatal: the member
 /// must stop.
-pub(crate) fn install(core: &Core, db_file: &Path) -> Result<Recovered> {
-    let mut rec = core.store.replace(db_file)?;
-    core.watch.restore(core.store.rev());
-    load_alarms(core)?;
-    crate::lease::restore(core)?;
+pub(crate) fn install(state: &State, db_file: &Path) -> Result<Recovered> {
+    let mut rec = state.store.replace(db_file)?;
+    state.watch.restore(state.store.rev());
+    state.reload()?;
     if let Some(rev) = rec.pending_compaction.take() {
         tracing::info!(
             revision = rev,
@@ -51,12 +48,12 @@ pub(crate) fn install(core: &Core, db_file: &Path) -> Result<Recovered> {
             ),
             (META_TERM, rec.term.to_be_bytes().to_vec()),
         ];
-        core.store.compact(rev, |be| be.commit(&meta))?;
-        core.store.backend.commit(&meta)?;
+        state.store.compact(rev, |be| be.commit(&meta))?;
+        state.store.backend.commit(&meta)?;
     }
     tracing::info!(
-        revision = core.store.rev(),
-        compact_revision = core.store.compact_rev(),
+        revision = state.store.rev(),
+        compact_revision = state.store.compact_rev(),
         consistent_index = rec.consistent_index,
         "installed backend snapshot"
     );
@@ -65,8 +62,8 @@ pub(crate) fn install(core: &Core, db_file: &Path) -> Result<Recovered> {
 
 /// A pinned, consistent view of the committed backend for streaming to a peer. The
 /// caller commits the staged batch first (raft loop) so the view is the applied state.
-pub(crate) fn source(core: &Core) -> Result<Box<dyn SnapshotSource>> {
-    Ok(Box::new(Pinned(core.store.backend.read_tx()?)))
+pub(crate) fn source(state: &State) -> Result<Box<dyn SnapshotSource>> {
+    Ok(Box::new(Pinned(state.store.backend.read_tx()?)))
 }
 
 /// A backend snapshot held open by an engine read transaction.
@@ -82,103 +79,6 @@ impl SnapshotSource for Pinned {
     }
 }
 
-/// Reloads the active alarms from the `alarm` bucket.
-fn load_alarms(core: &Core) -> Result<()> {
-    let mut alarms = Vec::new();
-    for (k, _) in core.store.backend.scan_committed(ALARM)? {
-        if let Ok(m) = AlarmMember::decode(k.as_slice()) {
-            alarms.push(m);
-        }
-    }
-    core.alarms.load(alarms);
-    Ok(())
-}
-
-#[cfg(test)]
-pub(crate) mod test_support {
-    //! A member core on a temp dir, and the writes the apply loop would make.
-
-    use std::path::Path;
-
-    use bytes::Bytes;
-
-    use crate::core::{Core, Limits};
-    use crate::membership::MemberInfo;
-    use crate::mvcc::backend::{META_CONSISTENT_INDEX, META_TERM};
-    use crate::mvcc::Store;
-    use crate::pb::etcdserverpb::{RangeRequest, RangeResponse};
-
-    /// A core whose backend is `dir/member/snap/db`.
-    pub(crate) fn core(dir: &Path) -> Core {
-        let (store, _) = Store::open(&dir.join("member/snap/db")).expect("open store");
-        let member = MemberInfo {
-            id: 1,
-            cluster_id: 2,
-            name: "test".into(),
-            client_urls: vec!["http://127.0.0.1:2379".into()],
-        };
-        let limits = Limits {
-            max_request_bytes: 1 << 20,
-            max_txn_ops: 128,
-            quota_backend_bytes: 0,
-        };
-        Core::new(
-            store,
-            member,
-            crate::membership::Membership::default(),
-            limits,
-        )
-    }
-
-    /// One write request putting `k` = `v`; returns its revision.
-    pub(crate) fn put(store: &Store, k: &str, v: &str) -> i64 {
-        let mut t = store.write();
-        t.put(Bytes::from(k.to_owned()), Bytes::from(v.to_owned()), 0)
-            .expect("put");
-        t.end()
-    }
-
-    /// One write request deleting `k`; returns its revision.
-    pub(crate) fn delete(store: &Store, k: &str) -> i64 {
-        let mut t = store.write();
-        t.delete_range(k.as_bytes(), &[]).expect("delete");
-        t.end()
-    }
-
-    /// Commits the staged batch with consistent index `ci`.
-    pub(crate) fn commit(store: &Store, ci: u64) {
-        store
-            .backend
-            .commit(&[
-                (META_CONSISTENT_INDEX, ci.to_be_bytes().to_vec()),
-                (META_TERM, 3u64.to_be_bytes().to_vec()),
-            ])
-            .expect("commit");
-    }
-
-    /// Every key at the current revision, and that revision.
-    pub(crate) fn all(store: &Store) -> (RangeResponse, i64) {
-        let r = RangeRequest {
-            key: Bytes::from_static(b"\0"),
-            range_end: Bytes::from_static(b"\0"),
-            ..Default::default()
-        };
-        store.range_current(&r).expect("range")
-    }
-
-    /// Writes the committed backend of `store` to `path` (what the leader sends).
-    pub(crate) fn export(store: &Store, path: &Path) {
-        let mut f = std::fs::File::create(path).expect("create export");
-        store
-            .backend
-            .read_tx()
-            .expect("read tx")
-            .write_to(&mut f)
-            .expect("export");
-        f.sync_all().expect("sync export");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -186,10 +86,14 @@ mod tests {
 
     use bytes::Bytes;
 
-    use super::test_support::{all, commit, core, delete, export, put};
+    use prost::Message;
+
     use super::*;
+    use crate::mvcc::backend::ALARM;
     use crate::mvcc::Store;
-    use crate::pb::etcdserverpb::AlarmType;
+    use crate::pb::etcdserverpb::{AlarmMember, AlarmType};
+    use crate::state::test_support::{all, commit, delete, export, put, state as core};
+    use crate::state::State as Core;
 
     /// A second member's store with a history unlike the first one's: returns it and
     /// the file holding its committed backend.
@@ -290,7 +194,7 @@ mod tests {
             .unwrap();
         t.end();
         commit(&c.store, 6);
-        crate::lease::restore(&c).unwrap();
+        c.lessor.restore(&c.store).unwrap();
         assert!(c.lessor.exists(7));
         c.alarms.activate(AlarmMember {
             member_id: 1,

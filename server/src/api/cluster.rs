@@ -6,42 +6,40 @@
 
 use std::sync::Arc;
 
-use raft::eraftpb::{ConfChange, ConfChangeType};
+use raft::eraftpb::ConfChangeType;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::apply::{ApplyResult, Op};
-use crate::core::Core;
+use super::Node;
+use crate::apply::Members;
 use crate::error::Error;
 use crate::membership::{self, MemberRecord};
 use crate::pb::etcdserverpb::cluster_client::ClusterClient;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
-use crate::raft::{ConfChangeContext, Msg, ProgressView, MAX_LEARNERS};
+use crate::raft::{ProgressView, MAX_LEARNERS};
 
 /// The Cluster service.
 pub(crate) struct ClusterService {
-    pub(crate) core: Arc<Core>,
+    pub(crate) node: Arc<Node>,
 }
 
 /// A learner counts as in sync when it has at least this share of the leader's log (etcd:
 /// 90 %).
 const PROMOTE_READY_PERCENT: u64 = 90;
 
-async fn progress(core: &Core) -> Result<ProgressView, Status> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    core.send(Msg::Progress(tx))?;
-    rx.await.map_err(|_| Status::from(Error::Stopped))
+async fn progress(node: &Node) -> Result<ProgressView, Status> {
+    Ok(node.raft.progress().await?)
 }
 
 /// A client of the leader's Cluster service, for calls a follower cannot decide.
-async fn leader_client(core: &Core) -> Result<ClusterClient<Channel>, Status> {
-    let urls = core.leader_client_urls();
-    if core.leader_id() == 0 {
+async fn leader_client(node: &Node) -> Result<ClusterClient<Channel>, Status> {
+    let urls = node.leader_client_urls();
+    if node.raft.leader_id() == 0 {
         return Err(Error::NoLeader.into());
     }
     for u in urls {
@@ -66,43 +64,16 @@ fn active_voters(p: &ProgressView, me: u64) -> usize {
 }
 
 impl ClusterService {
-    /// Proposes a conf change for `member` (its record travels in the context) and waits
-    /// until it is applied.
-    async fn change(
-        &self,
-        change_type: ConfChangeType,
-        member: MemberRecord,
-    ) -> Result<ApplyResult, Status> {
-        let request_id = self.core.next_request_id();
-        let mut cc = ConfChange::default();
-        cc.set_change_type(change_type);
-        cc.node_id = member.id;
-        cc.context = serde_json::to_vec(&ConfChangeContext { request_id, member })
-            .unwrap_or_default()
-            .into();
-        let res = self
-            .core
-            .propose_raw(request_id, Msg::ConfChange { id: request_id, cc })
-            .await?;
-        Ok(res)
-    }
-
     /// The applied record of member `id`.
     fn member(&self, id: u64) -> Result<MemberRecord, Status> {
-        self.core
+        self.node
+            .state
             .cluster
             .read()
             .members
             .get(&id)
             .cloned()
             .ok_or_else(|| Error::MemberNotFound.into())
-    }
-
-    fn members_of(res: ApplyResult) -> (Option<Member>, Vec<Member>) {
-        match res {
-            ApplyResult::Members { member, members } => (member, members),
-            _ => (None, Vec::new()),
-        }
     }
 }
 
@@ -112,15 +83,15 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        self.core.check_not_learner()?;
-        if !self.core.is_leader() {
-            let mut c = leader_client(&self.core).await?;
+        self.node.check_not_learner()?;
+        if !self.node.raft.is_leader() {
+            let mut c = leader_client(&self.node).await?;
             return c.member_add(req.into_inner()).await;
         }
         let r = req.into_inner();
         membership::check_peer_urls(&r.peer_ur_ls)?;
         {
-            let c = self.core.cluster.read();
+            let c = self.node.state.cluster.read();
             if c.by_peer_url(&r.peer_ur_ls).is_some() {
                 return Err(Error::PeerUrlExists.into());
             }
@@ -131,9 +102,9 @@ impl Cluster for ClusterService {
         if !r.is_learner {
             // etcd's strict reconfiguration check: after adding, the started voters must
             // still be a quorum.
-            let p = progress(&self.core).await?;
+            let p = progress(&self.node).await?;
             let voters = p.voters.len() + 1;
-            if active_voters(&p, self.core.member.id) < voters / 2 + 1 {
+            if active_voters(&p, self.node.state.member.id) < voters / 2 + 1 {
                 return Err(Error::NotEnoughStartedMembers.into());
             }
         }
@@ -149,9 +120,13 @@ impl Cluster for ClusterService {
         } else {
             ConfChangeType::AddNode
         };
-        let (member, members) = Self::members_of(self.change(change_type, member).await?);
+        let Members { member, members } = self
+            .node
+            .raft
+            .propose_conf_change(change_type, member)
+            .await?;
         Ok(Response::new(MemberAddResponse {
-            header: Some(self.core.header(0)),
+            header: Some(self.node.header(0)),
             member,
             members,
         }))
@@ -161,9 +136,9 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.core.check_not_learner()?;
-        if !self.core.is_leader() {
-            let mut c = leader_client(&self.core).await?;
+        self.node.check_not_learner()?;
+        if !self.node.raft.is_leader() {
+            let mut c = leader_client(&self.node).await?;
             return c.member_remove(req.into_inner()).await;
         }
         let id = req.into_inner().id;
@@ -171,19 +146,25 @@ impl Cluster for ClusterService {
         if !rec.is_learner {
             // etcd's strict reconfiguration check: the started voters left must be a
             // quorum of the voters left.
-            let p = progress(&self.core).await?;
+            let p = progress(&self.node).await?;
             let left: Vec<u64> = p.voters.iter().copied().filter(|v| *v != id).collect();
             let view = ProgressView {
                 voters: left.clone(),
                 ..p.clone()
             };
-            if left.is_empty() || active_voters(&view, self.core.member.id) < left.len() / 2 + 1 {
+            if left.is_empty()
+                || active_voters(&view, self.node.state.member.id) < left.len() / 2 + 1
+            {
                 return Err(Error::NotEnoughStartedMembers.into());
             }
         }
-        let (_, members) = Self::members_of(self.change(ConfChangeType::RemoveNode, rec).await?);
+        let Members { member: _, members } = self
+            .node
+            .raft
+            .propose_conf_change(ConfChangeType::RemoveNode, rec)
+            .await?;
         Ok(Response::new(MemberRemoveResponse {
-            header: Some(self.core.header(0)),
+            header: Some(self.node.header(0)),
             members,
         }))
     }
@@ -192,15 +173,15 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.core.check_not_learner()?;
+        self.node.check_not_learner()?;
         let r = req.into_inner();
         membership::check_peer_urls(&r.peer_ur_ls)?;
-        if !self.core.cluster.read().members.contains_key(&r.id) {
+        if !self.node.state.cluster.read().members.contains_key(&r.id) {
             return Err(Error::MemberNotFound.into());
         }
-        let (_, members) = Self::members_of(self.core.propose(Op::MemberUpdate(r)).await?);
+        let Members { members, .. } = self.node.raft.propose(r).await?;
         Ok(Response::new(MemberUpdateResponse {
-            header: Some(self.core.header(0)),
+            header: Some(self.node.header(0)),
             members,
         }))
     }
@@ -210,12 +191,12 @@ impl Cluster for ClusterService {
         req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         if req.into_inner().linearizable {
-            self.core.read_index().await?;
+            self.node.raft.read_index().await?;
         }
         Ok(Response::new(MemberListResponse {
             // etcd's Cluster service leaves the header revision at 0.
-            header: Some(self.core.header(0)),
-            members: self.core.cluster.read().list(),
+            header: Some(self.node.header(0)),
+            members: self.node.state.cluster.read().list(),
         }))
     }
 
@@ -223,9 +204,9 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.core.check_not_learner()?;
-        if !self.core.is_leader() {
-            let mut c = leader_client(&self.core).await?;
+        self.node.check_not_learner()?;
+        if !self.node.raft.is_leader() {
+            let mut c = leader_client(&self.node).await?;
             return c.member_promote(req.into_inner()).await;
         }
         let id = req.into_inner().id;
@@ -233,7 +214,7 @@ impl Cluster for ClusterService {
         if !rec.is_learner {
             return Err(Error::MemberNotLearner.into());
         }
-        let p = progress(&self.core).await?;
+        let p = progress(&self.node).await?;
         if !p.is_leader {
             return Err(Error::NotLeader.into());
         }
@@ -247,12 +228,16 @@ impl Cluster for ClusterService {
             return Err(Error::LearnerNotReady.into());
         }
         let voters = p.voters.len() + 1;
-        if active_voters(&p, self.core.member.id) + 1 < voters / 2 + 1 {
+        if active_voters(&p, self.node.state.member.id) + 1 < voters / 2 + 1 {
             return Err(Error::NotEnoughStartedMembers.into());
         }
-        let (_, members) = Self::members_of(self.change(ConfChangeType::AddNode, rec).await?);
+        let Members { member: _, members } = self
+            .node
+            .raft
+            .propose_conf_change(ConfChangeType::AddNode, rec)
+            .await?;
         Ok(Response::new(MemberPromoteResponse {
-            header: Some(self.core.header(0)),
+            header: Some(self.node.header(0)),
             members,
         }))
     }

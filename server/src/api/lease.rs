@@ -22,7 +22,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,16 +35,16 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::check_leader;
 use super::watch::{leader_lost, requires_leader, LeaderLost};
-use crate::apply::{ApplyResult, Op};
-use crate::core::Core;
+use super::Node;
 use crate::error::Error;
-use crate::lease::{ensure_primary, LeaseIds, MAX_LEASE_TTL};
+use crate::lease::{LeaseIds, MAX_LEASE_TTL};
 use crate::pb::etcdserverpb::lease_client::LeaseClient;
 use crate::pb::etcdserverpb::lease_server::Lease;
 use crate::pb::etcdserverpb::{
-    AlarmType, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    AlarmType, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
 };
 
 /// Metadata key marking a request a follower forwarded to the leader.
@@ -67,21 +66,21 @@ const ID_ATTEMPTS: usize = 5;
 
 /// The Lease service.
 pub(crate) struct LeaseService {
-    core: Arc<Core>,
+    node: Arc<Node>,
     /// Source of server-chosen lease ids.
     ids: LeaseIds,
     forward: Arc<Forwarder>,
 }
 
 impl LeaseService {
-    pub(crate) fn new(core: Arc<Core>) -> Self {
+    pub(crate) fn new(node: Arc<Node>) -> Self {
         LeaseService {
-            ids: LeaseIds::new(core.member.id),
+            ids: LeaseIds::new(node.state.member.id),
             forward: Arc::new(Forwarder {
-                core: core.clone(),
+                node: node.clone(),
                 channels: Mutex::new(HashMap::new()),
             }),
-            core,
+            node,
         }
     }
 
@@ -89,7 +88,7 @@ impl LeaseService {
     fn pick_id(&self) -> i64 {
         loop {
             let id = self.ids.next();
-            if !self.core.lessor.exists(id) {
+            if !self.node.state.lessor.exists(id) {
                 return id;
             }
         }
@@ -109,46 +108,60 @@ fn mark_forwarded<T>(req: &mut Request<T>) {
 
 /// Waits (briefly) until this member has applied everything committed when called: a
 /// lease granted through another member may be committed but not yet applied here.
-async fn wait_applied(core: &Core) {
-    let target = core.raft.committed.load(Ordering::Acquire);
+async fn wait_applied(node: &Node) {
+    let target = node.raft.committed();
     let deadline = Instant::now() + APPLY_WAIT;
-    while core.raft.applied.load(Ordering::Acquire) < target && Instant::now() < deadline {
+    while node.raft.applied() < target && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
+/// Proposes a clearing checkpoint for lease `id` (after a keep-alive of a checkpointed
+/// lease).
+async fn clear_checkpoint(node: &Node, id: i64) {
+    let req = LeaseCheckpointRequest {
+        checkpoints: vec![LeaseCheckpoint {
+            id,
+            remaining_ttl: 0,
+        }],
+    };
+    if let Err(e) = node.raft.propose(req).await {
+        tracing::debug!(lease = id, error = %e, "clearing lease checkpoint failed");
+    }
+}
+
 /// Renews lease `id` on this member if it leads; `None` if it does not.
-async fn renew_here(core: &Arc<Core>, id: i64) -> Option<i64> {
-    if !ensure_primary(core) {
+async fn renew_here(node: &Arc<Node>, id: i64) -> Option<i64> {
+    if !node.lessor_is_primary() {
         return None;
     }
-    let mut renewed = core.lessor.renew(id)?;
-    if renewed.0 == 0 && !core.lessor.exists(id) {
+    let mut renewed = node.state.lessor.renew(id)?;
+    if renewed.0 == 0 && !node.state.lessor.exists(id) {
         // Perhaps granted but not applied here yet.
-        wait_applied(core).await;
-        renewed = core.lessor.renew(id)?;
+        wait_applied(node).await;
+        renewed = node.state.lessor.renew(id)?;
     }
     let (ttl, clear) = renewed;
     if clear {
-        let core = core.clone();
-        tokio::spawn(async move { crate::lease::clear_checkpoint(&core, id).await });
+        let node = node.clone();
+        tokio::spawn(async move { clear_checkpoint(&node, id).await });
     }
     Some(ttl)
 }
 
 /// This member's time-to-live answer if it leads; `None` if it does not.
 async fn time_to_live_here(
-    core: &Core,
+    node: &Node,
     r: &LeaseTimeToLiveRequest,
 ) -> Option<LeaseTimeToLiveResponse> {
-    if !ensure_primary(core) {
+    if !node.lessor_is_primary() {
         return None;
     }
-    if !core.lessor.exists(r.id) {
-        wait_applied(core).await;
+    if !node.state.lessor.exists(r.id) {
+        wait_applied(node).await;
     }
-    let header = Some(core.header(core.store.rev()));
-    Some(match core.lessor.time_to_live(r.id, r.keys) {
+    let header = Some(node.current_header());
+    Some(match node.state.lessor.time_to_live(r.id, r.keys) {
         Some(t) => LeaseTimeToLiveResponse {
             header,
             id: r.id,
@@ -184,7 +197,7 @@ struct Upstream {
 
 /// Forwards keep-alives and time-to-live requests to the leader.
 struct Forwarder {
-    core: Arc<Core>,
+    node: Arc<Node>,
     /// One lazily connected channel per leader client URL.
     channels: Mutex<HashMap<String, Channel>>,
 }
@@ -219,14 +232,14 @@ impl Forwarder {
     /// client URLs. `etcdserver: no leader` if none shows up before `deadline`.
     async fn route(&self, deadline: Instant) -> Result<Route, Status> {
         loop {
-            if self.core.is_leader() {
+            if self.node.raft.is_leader() {
                 return Ok(Route::Local);
             }
-            let id = self.core.leader_id();
+            let id = self.node.raft.leader_id();
             if id != 0 {
-                let urls = self.core.leader_client_urls();
+                let urls = self.node.leader_client_urls();
                 // Leadership may have moved between the two reads.
-                if !urls.is_empty() && self.core.leader_id() == id {
+                if !urls.is_empty() && self.node.raft.leader_id() == id {
                     return Ok(Route::Leader(id, urls));
                 }
             }
@@ -256,7 +269,7 @@ impl Forwarder {
             match self.route(deadline).await? {
                 Route::Local => {
                     *up = None;
-                    if let Some(ttl) = renew_here(&self.core, id).await {
+                    if let Some(ttl) = renew_here(&self.node, id).await {
                         return Ok(ttl);
                     }
                 }
@@ -353,7 +366,7 @@ impl Forwarder {
         loop {
             match self.route(deadline).await? {
                 Route::Local => {
-                    if let Some(resp) = time_to_live_here(&self.core, &r).await {
+                    if let Some(resp) = time_to_live_here(&self.node, &r).await {
                         return Ok(resp);
                     }
                 }
@@ -368,7 +381,7 @@ impl Forwarder {
                         match tokio::time::timeout_at(deadline.into(), call).await {
                             Ok(Ok(resp)) => {
                                 let mut resp = resp.into_inner();
-                                resp.header = Some(self.core.header(self.core.store.rev()));
+                                resp.header = Some(self.node.current_header());
                                 return Ok(resp);
                             }
                             Ok(Err(s)) => tracing::debug!(
@@ -405,13 +418,13 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        self.core.check_not_learner()?;
-        check_leader(&self.core, &req)?;
+        self.node.check_not_learner()?;
+        check_leader(&self.node, &req)?;
         let r = req.into_inner();
         if r.ttl > MAX_LEASE_TTL {
             return Err(Error::LeaseTtlTooLarge.into());
         }
-        if self.core.alarms.has(AlarmType::Nospace) {
+        if self.node.state.alarms.has(AlarmType::Nospace) {
             return Err(Error::NoSpace.into());
         }
         let chosen = r.id == 0;
@@ -422,12 +435,11 @@ impl Lease for LeaseService {
             if chosen {
                 g.id = self.pick_id();
             }
-            match self.core.propose(Op::LeaseGrant(g)).await {
-                Ok(ApplyResult::LeaseGrant(mut g)) => {
-                    self.core.fill(&mut g.header);
+            match self.node.raft.propose(g).await {
+                Ok(mut g) => {
+                    self.node.fill(&mut g.header);
                     return Ok(Response::new(g));
                 }
-                Ok(_) => return Err(Error::Internal("unexpected apply result".into()).into()),
                 // Another member's id: the client did not choose it, so choose again.
                 Err(Error::LeaseExists) if chosen && attempt < ID_ATTEMPTS => continue,
                 Err(e) => return Err(e.into()),
@@ -439,19 +451,15 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        self.core.check_not_learner()?;
-        check_leader(&self.core, &req)?;
+        self.node.check_not_learner()?;
+        check_leader(&self.node, &req)?;
         // No local existence check: a lease granted through another member may be
         // committed but not yet applied here. Applying the revoke decides (not found is
         // answered from the apply, as etcd).
         let r = req.into_inner();
-        match self.core.propose(Op::LeaseRevoke(r)).await? {
-            ApplyResult::LeaseRevoke(mut g) => {
-                self.core.fill(&mut g.header);
-                Ok(Response::new(g))
-            }
-            _ => Err(Error::Internal("unexpected apply result".into()).into()),
-        }
+        let mut g = self.node.raft.propose(r).await?;
+        self.node.fill(&mut g.header);
+        Ok(Response::new(g))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -460,13 +468,13 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        self.core.check_not_learner()?;
-        check_leader(&self.core, &req)?;
+        self.node.check_not_learner()?;
+        check_leader(&self.node, &req)?;
         let forwarded = is_forwarded(&req);
-        let mut lost = requires_leader(&req).then(|| leader_lost(self.core.clone()));
+        let mut lost = requires_leader(&req).then(|| leader_lost(self.node.clone()));
         let mut input = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        let core = self.core.clone();
+        let node = self.node.clone();
         let forward = self.forward.clone();
         tokio::spawn(async move {
             let mut upstream: Option<Upstream> = None;
@@ -479,7 +487,7 @@ impl Lease for LeaseService {
                 let answer = if forwarded {
                     // Sent here because the sender believed this member leads: serve it
                     // here or refuse, never pass it on.
-                    renew_here(&core, r.id)
+                    renew_here(&node, r.id)
                         .await
                         .ok_or_else(|| Status::from(Error::NotLeader))
                 } else {
@@ -496,7 +504,7 @@ impl Lease for LeaseService {
                     }
                 };
                 let resp = LeaseKeepAliveResponse {
-                    header: Some(core.header(core.store.rev())),
+                    header: Some(node.current_header()),
                     id: r.id,
                     ttl,
                 };
@@ -512,12 +520,12 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        self.core.check_not_learner()?;
-        check_leader(&self.core, &req)?;
+        self.node.check_not_learner()?;
+        check_leader(&self.node, &req)?;
         let forwarded = is_forwarded(&req);
         let r = req.into_inner();
         if forwarded {
-            return match time_to_live_here(&self.core, &r).await {
+            return match time_to_live_here(&self.node, &r).await {
                 Some(resp) => Ok(Response::new(resp)),
                 None => Err(Error::NotLeader.into()),
             };
@@ -529,17 +537,18 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        self.core.check_not_learner()?;
-        check_leader(&self.core, &req)?;
+        self.node.check_not_learner()?;
+        check_leader(&self.node, &req)?;
         let leases = self
-            .core
+            .node
+            .state
             .lessor
             .list()
             .into_iter()
             .map(|id| LeaseStatus { id })
             .collect();
         Ok(Response::new(LeaseLeasesResponse {
-            header: Some(self.core.header(self.core.store.rev())),
+            header: Some(self.node.current_header()),
             leases,
         }))
     }

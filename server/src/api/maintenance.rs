@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::Stream;
@@ -11,9 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::check_leader;
-use crate::apply::{ApplyResult, Op};
-use crate::core::Core;
+use super::{check_leader, Node};
 use crate::error::Error;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
@@ -30,7 +27,7 @@ const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 /// The Maintenance service.
 pub(crate) struct MaintenanceService {
-    pub(crate) core: Arc<Core>,
+    pub(crate) node: Arc<Node>,
 }
 
 fn alarm_name(a: i32) -> &'static str {
@@ -42,27 +39,28 @@ fn alarm_name(a: i32) -> &'static str {
 }
 
 /// Builds the Status answer (shared with the HTTP handlers).
-pub(crate) fn status(core: &Core) -> StatusResponse {
-    let be = &core.store.backend;
-    let errors = core
+pub(crate) fn status(node: &Node) -> StatusResponse {
+    let be = &node.state.store.backend;
+    let errors = node
+        .state
         .alarms
         .list()
         .iter()
         .map(|a| format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)))
         .collect();
     StatusResponse {
-        header: Some(core.header(core.store.rev())),
+        header: Some(node.current_header()),
         version: SERVER_VERSION.to_string(),
         db_size: be.size() as i64,
-        leader: core.raft.leader.load(Ordering::Acquire),
-        raft_index: core.raft.committed.load(Ordering::Acquire),
-        raft_term: core.raft.term.load(Ordering::Acquire),
-        raft_applied_index: core.raft.applied.load(Ordering::Acquire),
+        leader: node.raft.leader_id(),
+        raft_index: node.raft.committed(),
+        raft_term: node.raft.term(),
+        raft_applied_index: node.raft.applied(),
         errors,
         db_size_in_use: be.size_in_use() as i64,
-        is_learner: core.is_learner(),
+        is_learner: node.state.is_learner(),
         storage_version: String::new(),
-        db_size_quota: core.limits.quota_backend_bytes as i64,
+        db_size_quota: node.limits.quota_backend_bytes as i64,
         downgrade_info: None,
     }
 }
@@ -122,41 +120,37 @@ impl Write for ChunkWriter {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        check_leader(&self.core, &req)?;
-        match self.core.propose(Op::Alarm(req.into_inner())).await? {
-            ApplyResult::Alarm(mut a) => {
-                self.core.fill(&mut a.header);
-                Ok(Response::new(a))
-            }
-            _ => Err(Error::Internal("unexpected apply result".into()).into()),
-        }
+        check_leader(&self.node, &req)?;
+        let mut a = self.node.raft.propose(req.into_inner()).await?;
+        self.node.fill(&mut a.header);
+        Ok(Response::new(a))
     }
 
     async fn status(
         &self,
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        Ok(Response::new(status(&self.core)))
+        Ok(Response::new(status(&self.node)))
     }
 
     async fn defragment(
         &self,
         _req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        self.core.run_in_loop(LoopTask::Defragment).await?;
+        self.node.raft.run_in_loop(LoopTask::Defragment).await?;
         Ok(Response::new(DefragmentResponse {
-            header: Some(self.core.header(self.core.store.rev())),
+            header: Some(self.node.current_header()),
         }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.core.run_in_loop(LoopTask::Commit).await?;
-        let core = self.core.clone();
-        let hash = tokio::task::spawn_blocking(move || core.store.hash())
+        self.node.raft.run_in_loop(LoopTask::Commit).await?;
+        let node = self.node.clone();
+        let hash = tokio::task::spawn_blocking(move || node.state.store.hash())
             .await
             .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(HashResponse {
-            header: Some(self.core.header(self.core.store.rev())),
+            header: Some(self.node.current_header()),
             hash,
         }))
     }
@@ -166,14 +160,14 @@ impl Maintenance for MaintenanceService {
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         let rev = req.into_inner().revision;
-        self.core.run_in_loop(LoopTask::Commit).await?;
-        let core = self.core.clone();
+        self.node.raft.run_in_loop(LoopTask::Commit).await?;
+        let node = self.node.clone();
         let (hash, compact, hash_rev) =
-            tokio::task::spawn_blocking(move || core.store.hash_kv(rev))
+            tokio::task::spawn_blocking(move || node.state.store.hash_kv(rev))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(HashKvResponse {
-            header: Some(self.core.header(self.core.store.rev())),
+            header: Some(self.node.current_header()),
             hash,
             compact_revision: compact,
             hash_revision: hash_rev,
@@ -186,9 +180,9 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        self.core.run_in_loop(LoopTask::Commit).await?;
-        let rtx = self.core.store.backend.read_tx()?;
-        let header = self.core.header(self.core.store.rev());
+        self.node.raft.run_in_loop(LoopTask::Commit).await?;
+        let rtx = self.node.state.store.backend.read_tx()?;
+        let header = self.node.current_header();
         let (tx, rx) = mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let total = rtx.size();
@@ -226,17 +220,14 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        if !self.core.is_leader() {
+        if !self.node.raft.is_leader() {
             return Err(Error::NotLeader.into());
         }
         let target = req.into_inner().target_id;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.core
-            .send(crate::raft::Msg::TransferLeader(target, tx))?;
-        rx.await.map_err(|_| Error::Stopped)??;
+        self.node.raft.transfer_leader(target).await?;
         tracing::info!(to = %format!("{target:x}"), "leadership moved");
         Ok(Response::new(MoveLeaderResponse {
-            header: Some(self.core.header(self.core.store.rev())),
+            header: Some(self.node.current_header()),
         }))
     }
 

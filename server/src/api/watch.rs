@@ -21,7 +21,7 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::check_leader;
-use crate::core::Core;
+use super::Node;
 use crate::error::Error;
 use crate::pb::etcdserverpb::watch_server::Watch;
 use crate::pb::etcdserverpb::{
@@ -55,9 +55,11 @@ pub(crate) fn requires_leader<T>(req: &Request<T>) -> bool {
 pub(crate) type LeaderLost = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The `hasleader` monitor of one stream (see [`LeaderLost`]).
-pub(crate) fn leader_lost(core: Arc<Core>) -> LeaderLost {
-    let every = core.lessor.election_timeout();
-    Box::pin(async move { no_leader_for(move || core.has_leader(), every, NO_LEADER_CHECKS).await })
+pub(crate) fn leader_lost(node: Arc<Node>) -> LeaderLost {
+    let every = node.state.lessor.election_timeout();
+    Box::pin(
+        async move { no_leader_for(move || node.raft.has_leader(), every, NO_LEADER_CHECKS).await },
+    )
 }
 
 /// Checks `has_leader` every `every` and returns after `checks` consecutive misses. Only
@@ -82,14 +84,14 @@ async fn no_leader_for(has_leader: impl Fn() -> bool, every: Duration, checks: u
 
 /// The Watch service.
 pub(crate) struct WatchService {
-    pub(crate) core: Arc<Core>,
+    pub(crate) node: Arc<Node>,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
 /// The watchers of one stream.
 struct StreamState {
-    core: Arc<Core>,
+    node: Arc<Node>,
     queue: Arc<StreamQueue>,
     /// watch id → hub handle.
     ids: HashMap<i64, u64>,
@@ -99,7 +101,7 @@ struct StreamState {
 impl StreamState {
     fn header(&self) -> Option<crate::pb::etcdserverpb::ResponseHeader> {
         Some(crate::pb::etcdserverpb::ResponseHeader {
-            revision: self.core.watch.rev(),
+            revision: self.node.state.watch.rev(),
             ..Default::default()
         })
     }
@@ -161,14 +163,14 @@ impl StreamState {
             created: true,
             ..Default::default()
         });
-        let h = self.core.watch.add(spec, c.start_revision);
+        let h = self.node.state.watch.add(spec, c.start_revision);
         self.ids.insert(id, h);
     }
 
     fn cancel(&mut self, id: i64) {
         if let Some(h) = self.ids.remove(&id) {
             // Canceled only if the hub still had it (a compaction may have canceled it).
-            if self.core.watch.remove(h) {
+            if self.node.state.watch.remove(h) {
                 self.queue.push_control(WatchResponse {
                     header: self.header(),
                     watch_id: id,
@@ -181,11 +183,11 @@ impl StreamState {
 
     fn close(&mut self) {
         for (_, h) in self.ids.drain() {
-            self.core.watch.remove(h);
+            self.node.state.watch.remove(h);
         }
         let rest: Vec<u64> = self.queue.handles.lock().iter().copied().collect();
         for h in rest {
-            self.core.watch.remove(h);
+            self.node.state.watch.remove(h);
         }
         self.queue.close();
     }
@@ -193,7 +195,7 @@ impl StreamState {
 
 /// Removes the stream's watchers when the response side goes away.
 struct CloseGuard {
-    core: Arc<Core>,
+    node: Arc<Node>,
     queue: Arc<StreamQueue>,
 }
 
@@ -202,19 +204,20 @@ impl Drop for CloseGuard {
         self.queue.close();
         let rest: Vec<u64> = self.queue.handles.lock().iter().copied().collect();
         for h in rest {
-            self.core.watch.remove(h);
+            self.node.state.watch.remove(h);
         }
     }
 }
 
 /// Fills prev_kv (from the revision before each event) where the watcher asked for it.
-fn fill_prev(core: &Core, resp: &mut WatchResponse) {
+fn fill_prev(node: &Node, resp: &mut WatchResponse) {
     for ev in &mut resp.events {
         if ev.prev_kv.is_some() {
             continue;
         }
         if let Some(kv) = &ev.kv {
-            ev.prev_kv = core
+            ev.prev_kv = node
+                .state
                 .store
                 .get_kv_at(&kv.key, kv.mod_revision - 1)
                 .ok()
@@ -266,13 +269,13 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        check_leader(&self.core, &req)?;
-        let lost = requires_leader(&req).then(|| leader_lost(self.core.clone()));
+        check_leader(&self.node, &req)?;
+        let lost = requires_leader(&req).then(|| leader_lost(self.node.clone()));
         let mut input = req.into_inner();
-        let core = self.core.clone();
-        let queue = Arc::new(StreamQueue::new(core.watch.wake.clone()));
+        let node = self.node.clone();
+        let queue = Arc::new(StreamQueue::new(node.state.watch.wake.clone()));
         let mut state = StreamState {
-            core: core.clone(),
+            node: node.clone(),
             queue: queue.clone(),
             ids: HashMap::new(),
             next_id: 0,
@@ -284,7 +287,7 @@ impl Watch for WatchService {
                     Some(watch_request::RequestUnion::CreateRequest(c)) => state.create(c),
                     Some(watch_request::RequestUnion::CancelRequest(c)) => state.cancel(c.watch_id),
                     Some(watch_request::RequestUnion::ProgressRequest(_)) => {
-                        state.core.watch.request_progress(&state.queue)
+                        state.node.state.watch.request_progress(&state.queue)
                     }
                     None => {}
                 }
@@ -294,9 +297,9 @@ impl Watch for WatchService {
             }
             state.close();
         });
-        let limit = core.limits.max_request_bytes;
+        let limit = node.limits.max_request_bytes;
         let guard = CloseGuard {
-            core: core.clone(),
+            node: node.clone(),
             queue: queue.clone(),
         };
         let out = futures::stream::unfold(
@@ -318,10 +321,10 @@ impl Watch for WatchService {
                 };
                 let mut resp = item.resp;
                 if item.prev_kv {
-                    fill_prev(&guard.core, &mut resp);
+                    fill_prev(&guard.node, &mut resp);
                 }
                 let rev = resp.header.map_or(0, |h| h.revision);
-                resp.header = Some(guard.core.header(rev));
+                resp.header = Some(guard.node.header(rev));
                 if item.fragment {
                     pending.extend(fragments(resp, limit));
                     let first = pending.pop_front()?;

@@ -1,155 +1,59 @@
-//! Executing KV requests against the store (etcd's apply.go / txn.go semantics), and the
-//! request checks done before proposing (etcd's v3rpc/key.go).
-
-use bytes::Bytes;
+//! Executing KV requests against the store (etcd's apply.go / txn.go semantics). The checks
+//! made before proposing live in the API layer (`api/validate.rs`).
 
 use crate::error::{Error, Result};
 use crate::mvcc::{Store, WriteTxn};
 use crate::pb::etcdserverpb::{
-    compare, range_request, request_op, response_op, Compare, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare, request_op, response_op, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseOp, TxnRequest, TxnResponse,
 };
 use crate::pb::mvccpb::KeyValue;
+use crate::state::State;
 
-fn rev_header(rev: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision: rev,
-        ..Default::default()
-    })
+use super::rev_header;
+
+/// Applies a Put (refused while NOSPACE is active).
+pub(crate) fn put(state: &State, p: PutRequest) -> Result<PutResponse> {
+    state.check_space()?;
+    let mut t = state.store.write();
+    let res = apply_put(&mut t, p);
+    let rev = t.end();
+    let mut r = res?;
+    r.header.get_or_insert_with(Default::default).revision = rev;
+    Ok(r)
 }
 
-// ---------------------------------------------------------------- checks before proposing
-
-/// etcd's checkRangeRequest.
-pub(crate) fn check_range(r: &RangeRequest) -> Result<()> {
-    if r.key.is_empty() {
-        return Err(Error::EmptyKey);
-    }
-    if range_request::SortOrder::try_from(r.sort_order).is_err()
-        || range_request::SortTarget::try_from(r.sort_target).is_err()
-    {
-        return Err(Error::InvalidSortOption);
-    }
-    Ok(())
+/// Applies a DeleteRange.
+pub(crate) fn delete(state: &State, d: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    let mut t = state.store.write();
+    let res = apply_delete(&mut t, &d);
+    let rev = t.end();
+    let mut r = res?;
+    r.header.get_or_insert_with(Default::default).revision = rev;
+    Ok(r)
 }
 
-/// etcd's checkPutRequest.
-pub(crate) fn check_put(r: &PutRequest) -> Result<()> {
-    if r.key.is_empty() {
-        return Err(Error::EmptyKey);
-    }
-    if r.ignore_value && !r.value.is_empty() {
-        return Err(Error::ValueProvided);
-    }
-    if r.ignore_lease && r.lease != 0 {
-        return Err(Error::LeaseProvided);
-    }
-    Ok(())
-}
-
-/// etcd's checkDeleteRequest.
-pub(crate) fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
-    if r.key.is_empty() {
-        return Err(Error::EmptyKey);
-    }
-    Ok(())
-}
-
-/// etcd's checkTxnRequest (op counts per level, each op) plus checkIntervals (no key
-/// written twice, or written and deleted, in one branch).
-pub(crate) fn check_txn(r: &TxnRequest, max_ops: usize) -> Result<()> {
-    check_txn_ops(r, max_ops)?;
-    intervals(&r.success)?;
-    intervals(&r.failure)?;
-    Ok(())
-}
-
-fn check_txn_ops(r: &TxnRequest, max_ops: usize) -> Result<()> {
-    if r.compare.len() > max_ops || r.success.len() > max_ops || r.failure.len() > max_ops {
-        return Err(Error::TooManyOps);
-    }
-    for c in &r.compare {
-        if c.key.is_empty() {
-            return Err(Error::EmptyKey);
+/// Applies a Txn; one revision for all its writes. While NOSPACE is active a txn that
+/// puts is refused (etcd's capped applier).
+pub(crate) fn txn(state: &State, x: TxnRequest) -> Result<TxnResponse> {
+    if !txn_is_read_only(&x) {
+        let has_put = x
+            .success
+            .iter()
+            .chain(x.failure.iter())
+            .filter_map(|o| o.request.as_ref())
+            .any(|o| put_cost(o) > 0);
+        if has_put {
+            state.check_space()?;
         }
     }
-    for op in r.success.iter().chain(r.failure.iter()) {
-        match &op.request {
-            Some(request_op::Request::RequestRange(x)) => check_range(x)?,
-            Some(request_op::Request::RequestPut(x)) => check_put(x)?,
-            Some(request_op::Request::RequestDeleteRange(x)) => check_delete(x)?,
-            Some(request_op::Request::RequestTxn(x)) => check_txn_ops(x, max_ops)?,
-            None => {}
-        }
-    }
-    Ok(())
-}
-
-/// A delete interval as etcd's interval tree sees it: a point, or `[key, end)` compared
-/// byte-wise (so an `end` of "\0" covers nothing beyond the point rules, as in etcd).
-#[derive(Clone)]
-struct Interval {
-    key: Bytes,
-    end: Bytes,
-}
-
-impl Interval {
-    fn contains(&self, k: &[u8]) -> bool {
-        if self.end.is_empty() {
-            self.key.as_ref() == k
-        } else {
-            self.key.as_ref() <= k && k < self.end.as_ref()
-        }
-    }
-}
-
-type Puts = std::collections::HashSet<Bytes>;
-
-fn intervals(reqs: &[RequestOp]) -> Result<(Puts, Vec<Interval>)> {
-    let mut dels: Vec<Interval> = Vec::new();
-    for op in reqs {
-        if let Some(request_op::Request::RequestDeleteRange(d)) = &op.request {
-            dels.push(Interval {
-                key: d.key.clone(),
-                end: d.range_end.clone(),
-            });
-        }
-    }
-    let hit = |dels: &[Interval], k: &[u8]| dels.iter().any(|iv| iv.contains(k));
-    let mut puts = Puts::new();
-    for op in reqs {
-        if let Some(request_op::Request::RequestTxn(t)) = &op.request {
-            let (puts_then, dels_then) = intervals(&t.success)?;
-            let (puts_else, dels_else) = intervals(&t.failure)?;
-            for k in &puts_then {
-                if puts.contains(k) || hit(&dels, k) {
-                    return Err(Error::DuplicateKey);
-                }
-                puts.insert(k.clone());
-            }
-            for k in &puts_else {
-                if puts.contains(k) && !puts_then.contains(k) {
-                    return Err(Error::DuplicateKey);
-                }
-                if hit(&dels, k) {
-                    return Err(Error::DuplicateKey);
-                }
-                puts.insert(k.clone());
-            }
-            dels.extend(dels_then);
-            dels.extend(dels_else);
-        }
-    }
-    for op in reqs {
-        if let Some(request_op::Request::RequestPut(p)) = &op.request {
-            if puts.contains(&p.key) || hit(&dels, &p.key) {
-                return Err(Error::DuplicateKey);
-            }
-            puts.insert(p.key.clone());
-        }
-    }
-    Ok((puts, dels))
+    let store = &state.store;
+    let mut t = store.write();
+    let res = apply_txn(store, &mut t, x);
+    let rev = t.end();
+    let mut r = res?;
+    r.header = rev_header(rev);
+    Ok(r)
 }
 
 /// True if no branch of the txn (nested ones included) writes.
@@ -161,18 +65,6 @@ pub(crate) fn txn_is_read_only(r: &TxnRequest) -> bool {
             Some(request_op::Request::RequestPut(_))
             | Some(request_op::Request::RequestDeleteRange(_)) => false,
             Some(request_op::Request::RequestTxn(t)) => txn_is_read_only(t),
-            _ => true,
-        })
-}
-
-/// True if every range of the txn is serializable.
-pub(crate) fn txn_is_serializable(r: &TxnRequest) -> bool {
-    r.success
-        .iter()
-        .chain(r.failure.iter())
-        .all(|op| match &op.request {
-            Some(request_op::Request::RequestRange(x)) => x.serializable,
-            Some(request_op::Request::RequestTxn(t)) => txn_is_serializable(t),
             _ => true,
         })
 }
@@ -385,7 +277,7 @@ fn exec_txn(t: &mut WriteTxn<'_>, r: TxnRequest, path: &Path) -> Result<TxnRespo
                     .ok_or_else(|| Error::Internal("txn path mismatch".into()))?;
                 let mut tr = exec_txn(t, n, np)?;
                 // etcd leaves a nested txn's header empty.
-                tr.header = Some(ResponseHeader::default());
+                tr.header = Some(Default::default());
                 Some(response_op::Response::ResponseTxn(tr))
             }
             None => None,

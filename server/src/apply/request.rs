@@ -1,14 +1,39 @@
-//! The payload of a raft entry: one client write request with its request id.
+//! The payload of a raft entry (Cairn's own entry format) and the typed pairing of each
+//! request with its response.
+//!
+//! # Entry format
+//! A normal raft entry's data is one protobuf message, [`InternalRequest`]:
+//!
+//! | field | tag | type | meaning |
+//! |---|---|---|---|
+//! | `id` | 1 | uint64 | request id: matches the entry to the client call waiting for it (unique cluster-wide: the proposing member's id in the top 16 bits, then a counter seeded from the clock) |
+//! | `put` | 2 | `etcdserverpb.PutRequest` | |
+//! | `delete_range` | 3 | `etcdserverpb.DeleteRangeRequest` | |
+//! | `txn` | 4 | `etcdserverpb.TxnRequest` | only txns that write; read-only txns never reach raft |
+//! | `compaction` | 5 | `etcdserverpb.CompactionRequest` | |
+//! | `alarm` | 6 | `etcdserverpb.AlarmRequest` | |
+//! | `lease_grant` | 7 | `etcdserverpb.LeaseGrantRequest` | the id is chosen by the proposer |
+//! | `lease_revoke` | 8 | `etcdserverpb.LeaseRevokeRequest` | also how expiry happens |
+//! | `lease_checkpoint` | 9 | `etcdserverpb.LeaseCheckpointRequest` | remaining TTLs |
+//! | `member_attr` | 10 | `etcdserverpb.Member` | a member publishes its name and client URLs |
+//! | `member_update` | 11 | `etcdserverpb.MemberUpdateRequest` | new peer URLs |
+//!
+//! Fields 2–11 are a `oneof`: exactly one is set. An entry whose data does not decode, or
+//! that carries none of them, stops the member (`Error::Fatal`): every member must apply
+//! the same entries, so skipping one would fork the state machines.
+//!
+//! Membership changes that add or remove voters and learners are raft `ConfChange`
+//! entries instead (raft-rs's own encoding); their `context` is the JSON of
+//! `raft::ConfChangeContext` (the waiting request id and the member record).
 
 use crate::pb::etcdserverpb::{
     AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, Member, MemberUpdateRequest, PutRequest, PutResponse,
-    TxnRequest, TxnResponse,
+    DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, Member, MemberUpdateRequest,
+    PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
 
-/// A request proposed through raft (Cairn's own entry format; etcd's
-/// `InternalRaftRequest` plays the same role).
+/// A request proposed through raft (etcd's `InternalRaftRequest` plays the same role).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct InternalRequest {
     /// Matches the entry to the waiting client call.
@@ -45,10 +70,18 @@ pub(crate) enum Op {
     MemberUpdate(MemberUpdateRequest),
 }
 
-/// The result of applying one request (headers carry only the revision; the API layer
-/// fills in the rest).
+/// The members after a membership change, and the member concerned.
+#[derive(Debug, Default)]
+pub(crate) struct Members {
+    pub(crate) member: Option<Member>,
+    pub(crate) members: Vec<Member>,
+}
+
+/// The result of applying one entry (headers carry only the revision; the API layer
+/// fills in the rest). Each variant answers the [`Op`] variant of the same name;
+/// conf change entries answer [`Response::Members`].
 #[derive(Debug)]
-pub(crate) enum ApplyResult {
+pub(crate) enum Response {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
@@ -56,10 +89,52 @@ pub(crate) enum ApplyResult {
     Alarm(AlarmResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
-    LeaseCheckpoint,
-    /// A membership change: the member concerned and the members afterwards.
-    Members {
-        member: Option<Member>,
-        members: Vec<Member>,
-    },
+    LeaseCheckpoint(LeaseCheckpointResponse),
+    MemberAttr(Members),
+    MemberUpdate(Members),
+    /// A conf change (member add, remove, promote).
+    Members(Members),
+}
+
+/// A request that can be proposed, and the response its entry produces when applied.
+pub(crate) trait Proposal: Sized {
+    /// What applying it answers.
+    type Response;
+    /// The request as an entry's operation.
+    fn into_op(self) -> Op;
+    /// Its response out of an apply result (`None` only if apply broke the pairing,
+    /// which the tests of `apply` rule out).
+    fn response(r: Response) -> Option<Self::Response>;
+}
+
+/// One line per operation: request type, the variant in [`Op`] and [`Response`], the
+/// response type.
+macro_rules! proposals {
+    ($($req:ty => $variant:ident($resp:ty);)*) => {$(
+        impl Proposal for $req {
+            type Response = $resp;
+            fn into_op(self) -> Op {
+                Op::$variant(self)
+            }
+            fn response(r: Response) -> Option<$resp> {
+                match r {
+                    Response::$variant(x) => Some(x),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+proposals! {
+    PutRequest => Put(PutResponse);
+    DeleteRangeRequest => DeleteRange(DeleteRangeResponse);
+    TxnRequest => Txn(TxnResponse);
+    CompactionRequest => Compaction(CompactionResponse);
+    AlarmRequest => Alarm(AlarmResponse);
+    LeaseGrantRequest => LeaseGrant(LeaseGrantResponse);
+    LeaseRevokeRequest => LeaseRevoke(LeaseRevokeResponse);
+    LeaseCheckpointRequest => LeaseCheckpoint(LeaseCheckpointResponse);
+    Member => MemberAttr(Members);
+    MemberUpdateRequest => MemberUpdate(Members);
 }

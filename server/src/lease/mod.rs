@@ -1,5 +1,6 @@
-//! Leases: the lessor (granted leases, their deadlines and attached keys), the apply side
-//! of LeaseGrant / LeaseRevoke / LeaseCheckpoint, and the expiry task.
+//! Leases: the lessor (granted leases, their deadlines and attached keys). Applying
+//! LeaseGrant / LeaseRevoke / LeaseCheckpoint is `apply/lease.rs`; the expiry task
+//! that proposes revokes is `tasks/lease_expiry.rs`.
 //!
 //! - Grants and revokes go through raft; the lessor changes only in the apply loop, so
 //!   every member (and a restart replaying the WAL) reaches the same set of leases.
@@ -8,12 +9,12 @@
 //! - Keys are attached by applying a Put with `lease` (the observer of published revisions
 //!   calls [`Lessor::on_events`]); a delete or a put with another lease detaches them. On
 //!   restart the attachments are rebuilt from the `lease` field of the live keys.
-//! - Only the leader counts deadlines down: the expiry task ([`spawn_expiry`]) proposes a
+//! - Only the leader counts deadlines down: the expiry task (`tasks/lease_expiry.rs`) proposes a
 //!   revoke for each expired lease, so expiry is just another applied revoke (all attached
 //!   keys deleted in one revision, one delete event each).
 //! - Primary lessor (etcd's Promote/Demote): deadlines mean something only on the leader.
 //!   A member that is not leader is *demoted*: it expires nothing, and keep-alives and
-//!   time-to-live requests are forwarded to the leader (`crate::api::lease`). The first
+//!   time-to-live requests are forwarded to the leader (`api/lease.rs`). The first
 //!   time a member acts as leader in a raft term (the expiry task, which looks every
 //!   [`OBSERVE_EVERY`], or a keep-alive / time-to-live it serves) it *promotes*: every
 //!   lease's countdown restarts from its checkpointed remaining TTL (if set, else its full
@@ -40,23 +41,16 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use prost::Message;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use crate::apply::Op;
-use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::mvcc::backend::LEASE;
-use crate::pb::etcdserverpb::{
-    AlarmType, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, ResponseHeader,
-};
+use crate::mvcc::Store;
+use crate::pb::etcdserverpb::LeaseCheckpoint;
 use crate::pb::mvccpb::{event::EventType, Event};
 
 mod ids;
@@ -65,13 +59,13 @@ pub(crate) use ids::LeaseIds;
 /// etcd's `MaxLeaseTTL` (seconds).
 pub(crate) const MAX_LEASE_TTL: i64 = 9_000_000_000;
 /// How often the leader looks for expired leases (etcd: 500 ms).
-const EXPIRY_CHECK: Duration = Duration::from_millis(500);
+pub(crate) const EXPIRY_CHECK: Duration = Duration::from_millis(500);
 /// How often the expiry task looks at who leads (promotion, demotion, the anchor).
 pub(crate) const OBSERVE_EVERY: Duration = Duration::from_millis(50);
 /// Most revokes proposed per check (etcd limits expiry to 1000 leases per second).
-const MAX_REVOKES_PER_CHECK: usize = 500;
+pub(crate) const MAX_REVOKES_PER_CHECK: usize = 500;
 /// Most lease checkpoints per proposal (about 24 bytes each).
-const CHECKPOINTS_PER_PROPOSAL: usize = 10_000;
+pub(crate) const CHECKPOINTS_PER_PROPOSAL: usize = 10_000;
 /// Election timeout assumed until [`Lessor::set_election_timeout`] (etcd's default).
 const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -273,7 +267,7 @@ impl Lessor {
     }
 
     /// Grants a lease (apply loop). Returns the TTL actually granted.
-    fn grant(&self, id: i64, ttl: i64) -> Result<i64> {
+    pub(crate) fn grant(&self, id: i64, ttl: i64) -> Result<i64> {
         if id == 0 {
             return Err(Error::LeaseNotFound);
         }
@@ -298,12 +292,12 @@ impl Lessor {
     }
 
     /// Attached keys of lease `id`, sorted; `None` if the lease does not exist.
-    fn keys(&self, id: i64) -> Option<Vec<Bytes>> {
+    pub(crate) fn keys(&self, id: i64) -> Option<Vec<Bytes>> {
         let st = self.state.lock();
         st.leases.get(&id).map(|l| l.keys.iter().cloned().collect())
     }
 
-    fn remove(&self, id: i64) {
+    pub(crate) fn remove(&self, id: i64) {
         let mut st = self.state.lock();
         st.revoking.remove(&id);
         if let Some(l) = st.leases.remove(&id) {
@@ -359,7 +353,7 @@ impl Lessor {
 
     /// Expired leases not yet being revoked (marks them as being revoked). Nothing unless
     /// this lessor is primary.
-    fn take_expired(&self, now: Instant, limit: usize) -> Vec<i64> {
+    pub(crate) fn take_expired(&self, now: Instant, limit: usize) -> Vec<i64> {
         let mut st = self.state.lock();
         if st.primary_term.is_none() {
             return Vec::new();
@@ -379,13 +373,13 @@ impl Lessor {
     }
 
     /// A revoke proposed by the expiry task failed: let the next check retry it.
-    fn retry(&self, id: i64) {
+    pub(crate) fn retry(&self, id: i64) {
         self.state.lock().revoking.remove(&id);
     }
 
     /// Remaining TTLs (seconds, rounded up) of leases granted for longer than `interval`
     /// (none unless primary: a follower's deadlines mean nothing).
-    fn checkpoints(&self, interval: Duration) -> Vec<LeaseCheckpoint> {
+    pub(crate) fn checkpoints(&self, interval: Duration) -> Vec<LeaseCheckpoint> {
         let now = Instant::now();
         let st = self.state.lock();
         if st.primary_term.is_none() {
@@ -406,7 +400,7 @@ impl Lessor {
     }
 
     /// Records a checkpoint; returns the record to persist.
-    fn checkpoint(&self, id: i64, remaining: i64) -> Option<LeaseRecord> {
+    pub(crate) fn checkpoint(&self, id: i64, remaining: i64) -> Option<LeaseRecord> {
         let mut st = self.state.lock();
         let l = st.leases.get_mut(&id)?;
         l.remaining_ttl = remaining.max(0);
@@ -448,192 +442,59 @@ impl Lessor {
     }
 }
 
-fn header(rev: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision: rev,
-        ..Default::default()
-    })
-}
-
-/// Applies a LeaseGrant.
-pub(crate) fn apply_grant(core: &Core, g: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
-    if core.alarms.has(AlarmType::Nospace) {
-        return Err(Error::NoSpace);
-    }
-    let ttl = core.lessor.grant(g.id, g.ttl)?;
-    let rec = LeaseRecord {
-        id: g.id,
-        ttl,
-        remaining_ttl: 0,
-    };
-    core.store
-        .backend
-        .put(LEASE, bucket_key(g.id), Bytes::from(rec.encode_to_vec()));
-    Ok(LeaseGrantResponse {
-        header: header(core.store.rev()),
-        id: g.id,
-        ttl,
-        error: String::new(),
-    })
-}
-
-/// Applies a LeaseRevoke: deletes every attached key in one revision, then the lease.
-pub(crate) fn apply_revoke(core: &Core, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-    let keys = core.lessor.keys(r.id).ok_or(Error::LeaseNotFound)?;
-    let mut t = core.store.write();
-    let mut res = Ok(());
-    for k in &keys {
-        if let Err(e) = t.delete_range(k, &[]) {
-            res = Err(e);
-            break;
-        }
-    }
-    if res.is_ok() {
-        // Gone before the deletes are published: a client that sees the delete events
-        // never finds the lease still there.
-        core.lessor.remove(r.id);
-        core.store.backend.delete(LEASE, bucket_key(r.id));
-    }
-    let rev = t.end();
-    res?;
-    Ok(LeaseRevokeResponse {
-        header: header(rev),
-    })
-}
-
-/// Applies a LeaseCheckpoint (persists the remaining TTLs).
-pub(crate) fn apply_checkpoint(core: &Core, c: LeaseCheckpointRequest) {
-    for cp in c.checkpoints {
-        if let Some(rec) = core.lessor.checkpoint(cp.id, cp.remaining_ttl) {
-            core.store
-                .backend
-                .put(LEASE, bucket_key(cp.id), Bytes::from(rec.encode_to_vec()));
-        }
-    }
-}
-
-/// Restores the lessor from the `lease` bucket and the live keys (start-up).
-pub(crate) fn restore(core: &Core) -> Result<()> {
-    let mut records = Vec::new();
-    for (k, v) in core.store.backend.scan_committed(LEASE)? {
-        match LeaseRecord::decode(v.as_slice()) {
-            Ok(r) => records.push(r),
-            Err(e) => tracing::warn!(key = ?k, error = %e, "undecodable lease record skipped"),
-        }
-    }
-    let all = crate::pb::etcdserverpb::RangeRequest {
-        key: Bytes::from_static(b"\0"),
-        range_end: Bytes::from_static(b"\0"),
-        keys_only: true,
-        ..Default::default()
-    };
-    let attached: Vec<(Bytes, i64)> = core
-        .store
-        .range(&all)?
-        .kvs
-        .into_iter()
-        .filter(|kv| kv.lease != 0)
-        .map(|kv| (kv.key, kv.lease))
-        .collect();
-    if !records.is_empty() {
-        tracing::info!(
-            leases = records.len(),
-            attached = attached.len(),
-            "restored leases"
-        );
-    }
-    core.lessor.load(records, attached);
-    Ok(())
-}
-
-/// Proposes a clearing checkpoint for lease `id` (after a keep-alive).
-pub(crate) async fn clear_checkpoint(core: &Core, id: i64) {
-    let req = LeaseCheckpointRequest {
-        checkpoints: vec![LeaseCheckpoint {
-            id,
-            remaining_ttl: 0,
-        }],
-    };
-    if let Err(e) = core.propose(Op::LeaseCheckpoint(req)).await {
-        tracing::debug!(lease = id, error = %e, "clearing lease checkpoint failed");
-    }
-}
-
-/// Whether this member leads, promoting its lessor the first time it is asked in a new
-/// term and demoting it once it no longer leads. Callers that get `true` may count
-/// deadlines down, renew and report remaining TTLs locally.
-pub(crate) fn ensure_primary(core: &Core) -> bool {
-    if !core.is_leader() {
-        if core.leader_id() != 0 {
-            core.lessor.saw_other_leader();
-        } else if core.lessor.demote() {
-            tracing::debug!("lessor demoted: no leader");
-        }
-        return false;
-    }
-    let term = core.raft.term.load(Ordering::Acquire);
-    if core.lessor.promote(term) {
-        tracing::debug!(term, "lessor promoted: lease countdowns restarted");
-    }
-    true
-}
-
-/// The expiry task: while this member leads, proposes a revoke for every expired lease,
-/// and a checkpoint of remaining TTLs every `checkpoint_interval`. It also promotes the
-/// lessor when this member becomes leader and demotes it when it stops leading.
-pub(crate) fn spawn_expiry(
-    core: Arc<Core>,
-    checkpoint_interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last_checkpoint = Instant::now();
-        let mut last_check = Instant::now();
-        let mut tick = tokio::time::interval(OBSERVE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait_for(|v| *v) => return,
-            }
-            if !ensure_primary(&core) || last_check.elapsed() < EXPIRY_CHECK {
-                continue;
-            }
-            last_check = Instant::now();
-            for id in core
-                .lessor
-                .take_expired(Instant::now(), MAX_REVOKES_PER_CHECK)
-            {
-                let core = core.clone();
-                tokio::spawn(async move {
-                    match core
-                        .propose(Op::LeaseRevoke(LeaseRevokeRequest { id }))
-                        .await
-                    {
-                        Ok(_) => tracing::debug!(lease = id, "expired lease revoked"),
-                        Err(Error::LeaseNotFound) => {}
-                        Err(e) => {
-                            tracing::warn!(lease = id, error = %e, "revoking expired lease failed");
-                            core.lessor.retry(id);
-                        }
-                    }
-                });
-            }
-            if last_checkpoint.elapsed() >= checkpoint_interval {
-                last_checkpoint = Instant::now();
-                let cps = core.lessor.checkpoints(checkpoint_interval);
-                // Chunks keep each proposal well under the request size limit.
-                for chunk in cps.chunks(CHECKPOINTS_PER_PROPOSAL) {
-                    let req = LeaseCheckpointRequest {
-                        checkpoints: chunk.to_vec(),
-                    };
-                    if let Err(e) = core.propose(Op::LeaseCheckpoint(req)).await {
-                        tracing::warn!(error = %e, "lease checkpoint failed");
-                    }
-                }
+impl Lessor {
+    /// Restores the lessor from the `lease` bucket and the live keys (start-up and snapshot
+    /// install).
+    pub(crate) fn restore(&self, store: &Store) -> Result<()> {
+        let mut records = Vec::new();
+        for (k, v) in store.backend.scan_committed(LEASE)? {
+            match LeaseRecord::decode(v.as_slice()) {
+                Ok(r) => records.push(r),
+                Err(e) => tracing::warn!(key = ?k, error = %e, "undecodable lease record skipped"),
             }
         }
-    })
+        let all = crate::pb::etcdserverpb::RangeRequest {
+            key: Bytes::from_static(b"\0"),
+            range_end: Bytes::from_static(b"\0"),
+            keys_only: true,
+            ..Default::default()
+        };
+        let attached: Vec<(Bytes, i64)> = store
+            .range(&all)?
+            .kvs
+            .into_iter()
+            .filter(|kv| kv.lease != 0)
+            .map(|kv| (kv.key, kv.lease))
+            .collect();
+        if !records.is_empty() {
+            tracing::info!(
+                leases = records.len(),
+                attached = attached.len(),
+                "restored leases"
+            );
+        }
+        self.load(records, attached);
+        Ok(())
+    }
+
+    /// Whether this member leads (`leader` is the known leader, 0 = none), promoting the
+    /// lessor the first time it is asked in a new `term` and demoting it once it no longer
+    /// leads. Callers that get `true` may count deadlines down, renew and report remaining
+    /// TTLs locally.
+    pub(crate) fn ensure_primary(&self, me: u64, leader: u64, term: u64) -> bool {
+        if leader != me {
+            if leader != 0 {
+                self.saw_other_leader();
+            } else if self.demote() {
+                tracing::debug!("lessor demoted: no leader");
+            }
+            return false;
+        }
+        if self.promote(term) {
+            tracing::debug!(term, "lessor promoted: lease countdowns restarted");
+        }
+        true
+    }
 }
 
 #[cfg(test)]

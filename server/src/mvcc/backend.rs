@@ -51,7 +51,7 @@ pub(crate) const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 pub(crate) const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 
 pub(crate) fn engine_err(e: cairn_engine::Error) -> Error {
-    Error::Internal(format!("backend: {e}"))
+    Error::from(e)
 }
 
 #[derive(Default)]

@@ -23,7 +23,7 @@ use crate::membership::ConfStateRecord;
 use crate::mvcc::store::Recovered;
 
 fn wal_err(e: cairn_wal::Error) -> Error {
-    Error::Internal(format!("wal: {e}"))
+    Error::from(e)
 }
 
 /// The snapshot offered to followers, and whether raft asked for one.

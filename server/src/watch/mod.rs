@@ -35,8 +35,7 @@ use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::core::Core;
-use crate::lease::Lessor;
+use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{ResponseHeader, WatchResponse};
 use crate::pb::mvccpb::{event::EventType, Event};
 use queue::{Item, StreamQueue};
@@ -371,7 +370,7 @@ impl WatchHub {
     }
 
     /// One catch-up round; returns true if more work is left.
-    fn sync_round(&self, core: &Core) -> bool {
+    fn sync_round(&self, store: &Store) -> bool {
         let (cur, epoch, list) = {
             let st = self.st.lock();
             let list: Vec<(u64, Arc<WatchSpec>, i64)> = st
@@ -383,7 +382,7 @@ impl WatchHub {
             (st.rev, st.epoch, list)
         };
         let mut more = false;
-        let compact = core.store.compact_rev();
+        let compact = store.compact_rev();
         for (h, spec, next) in list {
             if spec.queue.is_closed() {
                 self.remove(h);
@@ -411,10 +410,10 @@ impl WatchHub {
             if !spec.queue.has_room() {
                 continue; // the queue wakes the syncer when it drains
             }
-            match catch_up(core, &spec, next, cur) {
+            match catch_up(store, &spec, next, cur) {
                 Ok((evs, upto)) => {
                     // A compaction that ran during the read may have removed part of it.
-                    let compact = core.store.compact_rev();
+                    let compact = store.compact_rev();
                     if next < compact {
                         self.cancel_compacted(h, &spec, compact);
                         continue;
@@ -452,13 +451,13 @@ impl WatchHub {
 /// Events of `spec` from revision `from` up to at most `cur`, whole revisions, at most
 /// [`CATCH_UP_REVISIONS`] revisions; returns them and the last revision covered.
 fn catch_up(
-    core: &Core,
+    store: &Store,
     spec: &WatchSpec,
     from: i64,
     cur: i64,
 ) -> crate::error::Result<(Vec<Event>, i64)> {
     // One view for both reads: a restore in between would mix two histories.
-    let view = core.store.view();
+    let view = store.view();
     let mut revs = view.revisions_since(&spec.key, &spec.end, from);
     revs.retain(|r| r.main <= cur);
     let mut upto = cur;
@@ -485,38 +484,15 @@ fn catch_up(
     Ok((events, upto))
 }
 
-/// Sees each published revision: keeps lease attachments current and notifies watchers.
-pub(crate) struct Observer {
-    lessor: Arc<Lessor>,
-    hub: Arc<WatchHub>,
-}
-
-impl Observer {
-    pub(crate) fn new(lessor: Arc<Lessor>, hub: Arc<WatchHub>) -> Observer {
-        Observer { lessor, hub }
-    }
-}
-
-impl crate::mvcc::store::Observer for Observer {
-    fn on_revision(&self, rev: i64, events: Vec<Event>) {
-        self.lessor.on_events(&events);
-        self.hub.notify(rev, events);
-    }
-
-    fn lease_exists(&self, id: i64) -> bool {
-        self.lessor.exists(id)
-    }
-}
-
 /// The syncer task: catches unsynced watchers up, answers deferred progress requests and
 /// sends periodic progress notifications every `progress_interval`.
 pub(crate) fn spawn_syncer(
-    core: Arc<Core>,
+    store: Arc<Store>,
+    hub: Arc<WatchHub>,
     progress_interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let hub = core.watch.clone();
         let mut last_progress = Instant::now();
         let mut more = false;
         loop {
@@ -532,7 +508,7 @@ pub(crate) fn spawn_syncer(
                     _ = shutdown.wait_for(|v| *v) => return,
                 }
             }
-            let (h, c) = (hub.clone(), core.clone());
+            let (h, c) = (hub.clone(), store.clone());
             more = tokio::task::spawn_blocking(move || h.sync_round(&c))
                 .await
                 .unwrap_or(false);
@@ -554,9 +530,10 @@ mod tests {
     use super::*;
     use crate::mvcc::Store;
     use crate::snapshot::install;
-    use crate::snapshot::test_support::{commit, core, export, put};
+    use crate::state::test_support::{commit, export, put, state as core};
+    use crate::state::State;
 
-    fn watcher(core: &Core, id: i64, key: &'static [u8], end: &'static [u8]) -> Arc<WatchSpec> {
+    fn watcher(core: &State, id: i64, key: &'static [u8], end: &'static [u8]) -> Arc<WatchSpec> {
         Arc::new(WatchSpec {
             id,
             key: Bytes::from_static(key),
@@ -571,8 +548,8 @@ mod tests {
     }
 
     /// Runs catch-up rounds until the syncer has nothing left to do.
-    fn sync(core: &Core) {
-        while core.watch.sync_round(core) {}
+    fn sync(core: &State) {
+        while core.watch.sync_round(&core.store) {}
     }
 
     /// Everything queued on `spec`'s stream: (header revision, [(event revision, value)]),

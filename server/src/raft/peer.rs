@@ -1,0 +1,74 @@
+//! What the transport delivers, handed to the raft loop, and what it asks of the member
+//! (the members list for a joining member, whether a peer was removed).
+
+use std::sync::Weak;
+
+use super::*;
+
+/// The transport's handler: weak references, so a stopped member is not kept alive.
+pub(crate) struct PeerHandler {
+    state: Weak<State>,
+    proposer: Weak<Proposer>,
+}
+
+impl PeerHandler {
+    pub(crate) fn new(state: &Arc<State>, proposer: &Arc<Proposer>) -> PeerHandler {
+        PeerHandler {
+            state: Arc::downgrade(state),
+            proposer: Arc::downgrade(proposer),
+        }
+    }
+
+    fn send(&self, m: Msg) {
+        if let Some(p) = self.proposer.upgrade() {
+            let _ = p.send(m);
+        }
+    }
+}
+
+impl crate::transport::Handler for PeerHandler {
+    fn on_message(&self, m: RaftMessage) {
+        self.send(Msg::Raft(m));
+    }
+
+    fn on_snapshot(&self, m: RaftMessage, db: PathBuf) {
+        self.send(Msg::Snapshot(m, db));
+    }
+
+    fn on_unreachable(&self, id: u64) {
+        self.send(Msg::Unreachable(id));
+    }
+
+    fn on_peer_closed(&self, id: u64) {
+        self.send(Msg::PeerClosed(id));
+    }
+
+    fn on_snapshot_status(&self, to: u64, ok: bool) {
+        self.send(Msg::SnapshotStatus(to, ok));
+    }
+
+    fn members(&self) -> Vec<u8> {
+        let Some(c) = self.state.upgrade() else {
+            return Vec::new();
+        };
+        let info = crate::membership::ClusterInfo {
+            cluster_id: c.member.cluster_id,
+            members: c.cluster.read().members.values().cloned().collect(),
+        };
+        serde_json::to_vec(&info).unwrap_or_default()
+    }
+
+    fn is_removed(&self, id: u64) -> bool {
+        self.state
+            .upgrade()
+            .is_some_and(|c| c.cluster.read().removed.contains(&id))
+    }
+
+    fn on_removed(&self) {
+        if let Some(p) = self.proposer.upgrade() {
+            tracing::warn!("a peer says this member was removed from the cluster: stopping");
+            p.stop();
+            p.terminate(Ok(()));
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Background tasks that drive the member through the same proposals clients make: lease
+//! expiry and checkpoints (`lease_expiry`), automatic compaction (`compactor.rs`).
+
+pub(crate) mod lease_expiry;
