@@ -1,4 +1,6 @@
 //! cairn-engine: Cairn's backend store, a copy-on-write B+tree in the bbolt v2 file
+//! (Where this crate fits in Cairn: `docs/architecture.md` at the repository root.)
+//!
 //! format, read through a read-only memory map and written with `pwrite` + `fdatasync`.
 //!
 //! - [`Db`]: open/recover a file, begin transactions, [`Db::stats`], [`Db::check`],

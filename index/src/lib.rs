@@ -1,4 +1,6 @@
 //! Cairn's revision index: for every user key, the revisions at which it was written and
+//! (Where this crate fits in Cairn: `docs/architecture.md` at the repository root.)
+//!
 //! deleted, so the store can answer reads at any revision and compact old ones.
 //!
 //! # Semantics
