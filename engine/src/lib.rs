@@ -1,7 +1,7 @@
 //! cairn-engine: Cairn's backend store, a copy-on-write B+tree in the bbolt v2 file
-//! (Where this crate fits in Cairn: `docs/architecture.md` at the repository root.)
-//!
 //! format, read through a read-only memory map and written with `pwrite` + `fdatasync`.
+//!
+//! Where this crate fits in Cairn: `docs/architecture.md` at the repository root.
 //!
 //! - [`Db`]: open/recover a file, begin transactions, [`Db::stats`], [`Db::check`],
 //!   [`Db::compact_into`].

@@ -1,7 +1,7 @@
 //! Cairn's revision index: for every user key, the revisions at which it was written and
-//! (Where this crate fits in Cairn: `docs/architecture.md` at the repository root.)
-//!
 //! deleted, so the store can answer reads at any revision and compact old ones.
+//!
+//! Where this crate fits in Cairn: `docs/architecture.md` at the repository root.
 //!
 //! # Semantics
 //! Those of etcd's `treeIndex`/`keyIndex`. Each key has *generations*: a generation starts

@@ -1,6 +1,6 @@
 //! Cairn's write-ahead log.
-//! (Where this crate fits in Cairn: `docs/architecture.md` at the repository root.)
 //!
+//! Where this crate fits in Cairn: `docs/architecture.md` at the repository root.
 //!
 //! Raft hard state, entries and snapshot markers go into preallocated segment files
 //! (`<sequence>-<first index>.wal`, hex). Each record is framed with its length, type,
