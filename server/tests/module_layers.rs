@@ -153,7 +153,12 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
 fn server_modules_have_no_import_cycle() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let edges = module_graph(&src);
-    assert!(edges.len() > 10, "found only {} modules in {}", edges.len(), src.display());
+    assert!(
+        edges.len() > 10,
+        "found only {} modules in {}",
+        edges.len(),
+        src.display()
+    );
     let found = cycles(&edges);
     let shown: Vec<String> = found.iter().map(|c| c.join(" <-> ")).collect();
     assert!(
@@ -179,6 +184,9 @@ fn the_cycle_finder_finds_a_planted_cycle() {
     );
     assert_eq!(
         referenced("use crate::{api, raft::Proposer};\nlet x = crate::state::State::new();"),
-        ["api", "raft", "state"].iter().map(|s| s.to_string()).collect()
+        ["api", "raft", "state"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     );
 }
