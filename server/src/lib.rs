@@ -9,6 +9,8 @@
 //! - `apply`: executes committed requests (one revision per write request).
 //! - `mvcc`: the revision store (cairn-index + cairn-engine with etcd's bucket layout).
 //! - `membership`: member and cluster ids, derived like etcd's.
+//! - `schema`: the backend file's layout (bucket names, meta keys, member JSON), shared
+//!   with `cairnutl`.
 //! - `compactor`: automatic compaction.
 //! - `transport`: raft messages and snapshots between members (Cairn's own protocol).
 //! - `snapshot`: installing a backend received from the leader; streaming ours.
@@ -32,6 +34,7 @@ pub mod membership;
 mod mvcc;
 pub mod pb;
 mod raft;
+pub mod schema;
 mod server;
 mod snapshot;
 pub mod status;

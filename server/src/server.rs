@@ -21,13 +21,15 @@ use crate::compactor;
 use crate::core::{Core, Limits};
 use crate::error::{Error, Result};
 use crate::membership::{self, ClusterInfo, MemberInfo, MemberRecord, Membership};
-use crate::mvcc::backend::{ALARM, CLUSTER, META, META_CONSISTENT_INDEX, META_TERM};
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer, AlarmMember,
 };
 use crate::raft::{self, RaftOptions};
+use crate::schema::{
+    ALARM, CLUSTER, CLUSTER_ID_KEY, CLUSTER_VERSION_KEY, META, META_CONSISTENT_INDEX, META_TERM,
+};
 use crate::status::{MemberStatus, ProbeFuture};
 use crate::transport::{Transport, TransportConfig};
 
@@ -394,10 +396,6 @@ fn read_u64(v: Option<Vec<u8>>) -> u64 {
     .unwrap_or(0)
 }
 
-/// The `cluster` bucket key where Cairn keeps the cluster id (it must survive membership
-/// changes, so it cannot be recomputed from the members).
-const CLUSTER_ID_KEY: &[u8] = b"cairnClusterID";
-
 /// The members of `--initial-cluster` (this member alone when it is empty), with etcd's
 /// ids.
 fn initial_members(opts: &ServerOptions) -> Vec<MemberRecord> {
@@ -501,7 +499,7 @@ async fn bootstrap(
         );
         be.put(
             CLUSTER,
-            Bytes::from_static(b"clusterVersion"),
+            Bytes::from_static(CLUSTER_VERSION_KEY),
             Bytes::from_static(crate::status::CLUSTER_VERSION.as_bytes()),
         );
         (me, membership::cluster_id(&ids))
