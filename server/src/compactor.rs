@@ -11,13 +11,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::apply::Op;
+use crate::config::AutoCompaction;
 use crate::core::Core;
 use crate::pb::etcdserverpb::CompactionRequest;
-use crate::server::{AutoCompaction, ServerOptions};
+use crate::server::Options;
 
 pub(crate) fn spawn(
     core: Arc<Core>,
-    opts: &ServerOptions,
+    opts: &Options,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let mode = opts.auto_compaction;

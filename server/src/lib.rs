@@ -1,7 +1,7 @@
 //! cairn-server: an etcd v3 member.
 //!
 //! Module map (see ../shared/DESIGN.md):
-//! - `server`: [`Server::start`] / [`Server::stop`] and [`ServerOptions`] — the entry point.
+//! - `server`: [`Server::start`] (taking a [`Config`]) / [`Server::stop`] — the entry point.
 //! - `api`: the gRPC services (KV, Maintenance, Cluster; health); unknown services answer
 //!   Unimplemented.
 //! - `raft`: the raft-rs loop: proposals, WAL group commit, apply, ReadIndex batching,
@@ -16,7 +16,8 @@
 //! - `snapshot`: installing a backend received from the leader; streaming ours.
 //! - `lease`: the lessor (grant, revoke, keep-alive, expiry through raft).
 //! - `watch`: the watchable store (synced and catching-up watchers, bounded stream queues).
-//! - `config`: etcd's flags, `ETCD_*` environment variables and `--config-file` YAML.
+//! - `config`: [`Config`], a member's configuration, from etcd's flags, `ETCD_*` environment
+//!   variables and `--config-file` YAML.
 //! - `http`: `/health`, `/version`, `/livez`, `/readyz` on the client port.
 //! - `status`: the [`status::MemberStatus`] trait the HTTP handlers are written against.
 //! - `pb`: generated protobuf/gRPC code for etcd's packages.
@@ -41,8 +42,9 @@ pub mod status;
 mod transport;
 mod watch;
 
+pub use config::{AutoCompaction, Config};
 pub use error::Error;
-pub use server::{AutoCompaction, Server, ServerOptions};
+pub use server::Server;
 
 /// The HTTP routes served next to gRPC on the client port.
 fn http_routes(status: std::sync::Arc<dyn status::MemberStatus>) -> axum::Router {

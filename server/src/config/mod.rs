@@ -21,6 +21,7 @@ mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs
 pub const MIN_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_millis(100);
 /// etcd's default `--experimental-lease-checkpoint-interval`.
 pub const DEFAULT_LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
+/// How often etcd's revision-mode compactor looks at the revision (no flag).
+pub const DEFAULT_AUTO_COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// etcd's upper bound for `--election-timeout`.
 pub const MAX_ELECTION_MS: u64 = 50_000;
 
@@ -91,7 +94,8 @@ impl LogLevel {
     }
 }
 
-/// One member's configuration, as etcd's flags describe it.
+/// One member's configuration, as etcd's flags describe it: what [`crate::Server::start`]
+/// takes. [`Default`] gives etcd's defaults; [`Config::for_test`] an in-process test member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// `--name`.
@@ -100,9 +104,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `--listen-client-urls`: where gRPC and HTTP are served.
     pub listen_client_urls: Vec<Url>,
-    /// `--advertise-client-urls`: reported in MemberList.
+    /// `--advertise-client-urls`: reported in MemberList. Empty (possible only in code, the
+    /// flags require one) = the bound client addresses, for listeners on port 0.
     pub advertise_client_urls: Vec<Url>,
-    /// `--listen-peer-urls`.
+    /// `--listen-peer-urls`; empty (only in code) = no peer listener.
     pub listen_peer_urls: Vec<Url>,
     /// `--initial-advertise-peer-urls`.
     pub initial_advertise_peer_urls: Vec<Url>,
@@ -127,6 +132,9 @@ pub struct Config {
     pub max_txn_ops: u64,
     /// `--auto-compaction-mode` / `--auto-compaction-retention`.
     pub auto_compaction: AutoCompaction,
+    /// How often the revision-mode compactor looks (no flag: etcd's 5 minutes; tests
+    /// shorten it).
+    pub auto_compaction_check_interval: Duration,
     /// `--log-level`.
     pub log_level: LogLevel,
     /// `--enable-v2`: accepted; v2 requests are answered "not supported".
@@ -163,6 +171,7 @@ impl Default for Config {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             auto_compaction: AutoCompaction::Off,
+            auto_compaction_check_interval: DEFAULT_AUTO_COMPACTION_CHECK_INTERVAL,
             log_level: LogLevel::Info,
             enable_v2: false,
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
@@ -172,6 +181,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// A member for in-process tests: data in `dir`, clients served on 127.0.0.1 at a free
+    /// port (advertised as the bound address), no peer listener; etcd's defaults otherwise.
+    pub fn for_test(dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: dir.into(),
+            listen_client_urls: vec![Url::http(SocketAddr::from(([127, 0, 0, 1], 0)))],
+            advertise_client_urls: Vec::new(),
+            listen_peer_urls: Vec::new(),
+            ..Config::default()
+        }
+    }
+
     /// The backend quota: `None` when disabled (negative flag value), 2 GiB for 0.
     pub fn quota_backend_bytes(&self) -> Option<u64> {
         match self.quota_backend_bytes_raw {
@@ -934,104 +955,109 @@ pub fn help_text() -> String {
          cairn --version\n    Show the version.\n\n  cairn -h | --help\n    Show this help.\n\n\
          Flags (etcd's; each also read from ETCD_<FLAG_UPPER_SNAKE> unless --config-file is given):\n",
     );
-    let rows: &[(&str, &str, &str)] = &[
+    let q = |v: &dyn fmt::Display| format!("'{v}'");
+    let rows: &[(&str, String, &str)] = &[
         (
             "--name",
-            "'default'",
+            q(&DEFAULT_NAME),
             "Human-readable name for this member.",
         ),
         (
             "--data-dir",
-            "'${name}.etcd'",
+            "'${name}.etcd'".into(),
             "Path to the data directory.",
         ),
         (
             "--listen-client-urls",
-            "'http://localhost:2379'",
+            q(&DEFAULT_LISTEN_CLIENT_URL),
             "URLs to listen on for client traffic.",
         ),
         (
             "--advertise-client-urls",
-            "'http://localhost:2379'",
+            q(&DEFAULT_LISTEN_CLIENT_URL),
             "This member's client URLs to advertise.",
         ),
         (
             "--listen-peer-urls",
-            "'http://localhost:2380'",
+            q(&DEFAULT_LISTEN_PEER_URL),
             "URLs to listen on for peer traffic.",
         ),
         (
             "--initial-advertise-peer-urls",
-            "'http://localhost:2380'",
+            q(&DEFAULT_LISTEN_PEER_URL),
             "This member's peer URLs to advertise.",
         ),
         (
             "--initial-cluster",
-            "'default=http://localhost:2380'",
+            format!("'{DEFAULT_NAME}={DEFAULT_LISTEN_PEER_URL}'"),
             "Initial cluster configuration for bootstrapping.",
         ),
         (
             "--initial-cluster-state",
-            "'new'",
+            "'new'".into(),
             "Initial cluster state ('new' or 'existing').",
         ),
         (
             "--initial-cluster-token",
-            "'etcd-cluster'",
+            q(&DEFAULT_CLUSTER_TOKEN),
             "Initial cluster token for bootstrapping.",
         ),
         (
             "--snapshot-count",
-            "'100000'",
+            q(&DEFAULT_SNAPSHOT_COUNT),
             "Committed entries that trigger a snapshot (etcd 3.5's default).",
         ),
         (
             "--heartbeat-interval",
-            "'100'",
+            q(&DEFAULT_HEARTBEAT_MS),
             "Time (in milliseconds) of a heartbeat interval.",
         ),
         (
             "--election-timeout",
-            "'1000'",
+            q(&DEFAULT_ELECTION_MS),
             "Time (in milliseconds) for an election to timeout.",
         ),
         (
             "--quota-backend-bytes",
-            "'0'",
+            "'0'".into(),
             "Backend size quota raising NOSPACE (0: 2 GiB; negative: none).",
         ),
         (
             "--max-request-bytes",
-            "'1572864'",
+            q(&DEFAULT_MAX_REQUEST_BYTES),
             "Maximum client request size in bytes.",
         ),
         (
             "--max-txn-ops",
-            "'128'",
+            q(&DEFAULT_MAX_TXN_OPS),
             "Maximum number of operations in a transaction.",
         ),
-        ("--auto-compaction-mode", "'periodic'", "periodic|revision."),
+        (
+            "--auto-compaction-mode",
+            "'periodic'".into(),
+            "periodic|revision.",
+        ),
         (
             "--auto-compaction-retention",
-            "'0'",
+            "'0'".into(),
             "Hours or a duration (periodic), or revisions (revision); 0 disables.",
         ),
         (
             "--log-level",
-            "'info'",
+            "'info'".into(),
             "debug, info, warn, error, panic, or fatal.",
         ),
         (
             "--enable-v2",
-            "'false'",
+            "'false'".into(),
             "Accepted; the v2 API is not served.",
         ),
         (
             "--config-file",
-            "''",
+            "''".into(),
             "YAML configuration; other flags and ETCD_* variables are then ignored.",
         ),
-        ("--version", "'false'", "Print the version and exit."),
+        ("--version", "'false'".into(), "Print the version and exit."),
     ];
     for (flag, default, what) in rows {
         s.push_str(&format!("  {flag} {default}\n    {what}\n"));

@@ -193,6 +193,15 @@ impl Url {
         })
     }
 
+    /// `http://<addr>`: the URL of a bound address.
+    pub fn http(addr: SocketAddr) -> Url {
+        Url {
+            scheme: Scheme::Http,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+
     /// The address to bind for a listen URL. etcd requires an IP literal there, or
     /// `localhost` (bound as 127.0.0.1), or an empty host (all interfaces).
     pub fn bind_addr(&self) -> Result<SocketAddr, String> {
