@@ -17,7 +17,8 @@
 //! - `lease`: the lessor (grant, revoke, keep-alive, expiry through raft).
 //! - `watch`: the watchable store (synced and catching-up watchers, bounded stream queues).
 //! - `config`: [`Config`], a member's configuration, from etcd's flags, `ETCD_*` environment
-//!   variables and `--config-file` YAML.
+//!   variables and `--config-file` YAML; the command-line tokenizer of `cairn` and
+//!   `cairnutl`.
 //! - `http`: `/health`, `/version`, `/livez`, `/readyz` on the client port.
 //! - `status`: the [`status::MemberStatus`] trait the HTTP handlers are written against.
 //! - `pb`: generated protobuf/gRPC code for etcd's packages.

@@ -25,8 +25,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use flags::{Arity, CommandLine, Flag, FlagError, Syntax};
 use flags::{Kind, Support};
-pub use values::{Scheme, Url};
+pub use values::{parse_bool, Scheme, Url};
 
 /// etcd's defaults.
 pub const DEFAULT_NAME: &str = "default";
@@ -510,60 +511,27 @@ pub fn parse(
 
 /// Go `flag` command-line syntax. `None` means help was asked for.
 fn parse_command_line(args: &[String]) -> Result<Option<Vec<Raw>>, ConfigError> {
+    let arity = |name: &str| match flags::lookup(name) {
+        Some(spec) if spec.kind == Kind::Bool => Some(Arity::Bool),
+        Some(_) => Some(Arity::Value),
+        // Go's flag answers -h and -help with the usage when they are not defined.
+        None if name == "h" || name == "help" => Some(Arity::Bool),
+        None => None,
+    };
+    let mut cl = CommandLine::new(args, Syntax::Go, arity);
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let s = &args[i];
-        if s.len() < 2 || !s.starts_with('-') {
-            break;
-        }
-        let mut name = &s[1..];
-        if let Some(rest) = name.strip_prefix('-') {
-            if rest.is_empty() {
-                i += 1; // "--" ends the flags
-                break;
-            }
-            name = rest;
-        }
-        if name.is_empty() || name.starts_with('-') || name.starts_with('=') {
-            return Err(ConfigError::usage(format!("bad flag syntax: {s}")));
-        }
-        i += 1;
-        let (name, inline) = match name.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (name, None),
-        };
-        let Some(spec) = flags::lookup(name) else {
-            if name == "h" || name == "help" {
-                return Ok(None);
-            }
-            return Err(ConfigError::usage(format!(
-                "flag provided but not defined: -{name}"
-            )));
+    for flag in cl.by_ref() {
+        let Flag { name, value } = flag.map_err(|e| ConfigError::usage(e.to_string()))?;
+        let Some(spec) = flags::lookup(&name) else {
+            return Ok(None);
         };
         let value = if spec.kind == Kind::Bool {
-            match inline {
-                Some(v) => {
-                    let b = values::parse_bool(&v).map_err(|e| {
-                        ConfigError::usage(format!("invalid boolean value {v:?} for -{name}: {e}"))
-                    })?;
-                    b.to_string()
-                }
-                None => "true".to_string(),
-            }
+            let b = values::parse_bool(&value).map_err(|e| {
+                ConfigError::usage(format!("invalid boolean value {value:?} for -{name}: {e}"))
+            })?;
+            b.to_string()
         } else {
-            match inline {
-                Some(v) => v,
-                None if i < args.len() => {
-                    i += 1;
-                    args[i - 1].clone()
-                }
-                None => {
-                    return Err(ConfigError::usage(format!(
-                        "flag needs an argument: -{name}"
-                    )))
-                }
-            }
+            value
         };
         check_kind(spec.name, spec.kind, &value, Source::Flag)?;
         out.push(Raw {
@@ -573,10 +541,9 @@ fn parse_command_line(args: &[String]) -> Result<Option<Vec<Raw>>, ConfigError> 
         });
     }
     // etcd reports this after parsing, as a configuration error (exit 1).
-    if i < args.len() {
+    if let Some(first) = cl.positional().first() {
         return Err(ConfigError::invalid(format!(
-            "'{}' is not a valid flag",
-            args[i]
+            "'{first}' is not a valid flag"
         )));
     }
     Ok(Some(out))
