@@ -17,104 +17,103 @@ use crate::api::lease::LeaseService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::api::{Limits, Node};
-use crate::compactor;
+use crate::config::{AutoCompaction, ClusterState, Config, Scheme, Url};
 use crate::error::{Error, Result};
-use crate::membership::{self, ClusterInfo, MemberInfo, MemberRecord, Membership};
-use crate::mvcc::backend::{CLUSTER, META, META_CONSISTENT_INDEX, META_TERM};
+use crate::membership::{self, ClusterInfo, MemberInfo, Membership};
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use crate::raft::{self, Proposer, RaftOptions};
+use crate::schema::{ConfStateRecord, MemberRecord};
+use crate::schema::{
+    CLUSTER, CLUSTER_ID_KEY, CLUSTER_VERSION_KEY, META, META_CONSISTENT_INDEX, META_TERM,
+};
 use crate::state::State;
 use crate::status::{MemberStatus, ProbeFuture};
+use crate::tasks::compactor;
 use crate::transport::{Transport, TransportConfig};
 
 /// gRPC allows this much above `--max-request-bytes` for message framing (etcd's 512 KiB).
 const GRPC_OVERHEAD: usize = 512 * 1024;
 
-/// Automatic compaction (`--auto-compaction-mode` / `--auto-compaction-retention`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AutoCompaction {
-    Off,
-    /// Keep this much history.
-    Periodic(Duration),
-    /// Keep this many revisions.
-    Revision(u64),
-}
-
-/// Everything a member needs to start. [`Default`] gives etcd's defaults.
-#[derive(Clone, Debug)]
-pub struct ServerOptions {
-    pub name: String,
-    pub data_dir: PathBuf,
+/// What [`Server::start`] takes from a [`Config`], in the forms the member's parts use:
+/// bind addresses, URLs as text, the quota as an option. Made only by [`Options::new`], so
+/// it has no defaults of its own.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) name: String,
+    pub(crate) data_dir: PathBuf,
     /// Addresses to serve gRPC + HTTP on (port 0 = any free port).
-    pub listen_client_addrs: Vec<SocketAddr>,
+    pub(crate) listen_client_addrs: Vec<SocketAddr>,
     /// Client URLs reported by MemberList; empty = derived from the bound addresses.
-    pub advertise_client_urls: Vec<String>,
-    pub initial_advertise_peer_urls: Vec<String>,
-    /// Addresses the peer transport listens on (`--listen-peer-urls`; empty = none).
-    pub listen_peer_addrs: Vec<SocketAddr>,
+    pub(crate) advertise_client_urls: Vec<String>,
+    pub(crate) initial_advertise_peer_urls: Vec<String>,
+    /// Addresses the peer transport listens on (empty = none).
+    pub(crate) listen_peer_addrs: Vec<SocketAddr>,
     /// `--initial-cluster` as (name, peer URL) pairs; empty = this member alone.
-    pub initial_cluster: Vec<(String, String)>,
+    pub(crate) initial_cluster: Vec<(String, String)>,
     /// `--initial-cluster-state existing`: join a running cluster (after MemberAdd).
-    pub initial_cluster_existing: bool,
-    pub initial_cluster_token: String,
-    pub snapshot_count: u64,
-    pub heartbeat_interval: Duration,
-    pub election_timeout: Duration,
+    pub(crate) initial_cluster_existing: bool,
+    pub(crate) initial_cluster_token: String,
+    pub(crate) snapshot_count: u64,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) election_timeout: Duration,
     /// `None` = no quota.
-    pub quota_backend_bytes: Option<u64>,
-    pub max_request_bytes: usize,
-    pub max_txn_ops: usize,
-    pub auto_compaction: AutoCompaction,
-    /// How often the revision-mode compactor looks (etcd: 5 minutes).
-    pub auto_compaction_check_interval: Duration,
-    /// Periodic watch progress notifications (`--experimental-watch-progress-notify-interval`,
-    /// etcd: 10 minutes).
-    pub watch_progress_notify_interval: Duration,
-    /// How often the leader checkpoints remaining lease TTLs
-    /// (`--experimental-lease-checkpoint-interval`, etcd: 5 minutes).
-    pub lease_checkpoint_interval: Duration,
+    pub(crate) quota_backend_bytes: Option<u64>,
+    pub(crate) max_request_bytes: usize,
+    pub(crate) max_txn_ops: usize,
+    pub(crate) auto_compaction: AutoCompaction,
+    pub(crate) auto_compaction_check_interval: Duration,
+    pub(crate) watch_progress_notify_interval: Duration,
+    pub(crate) lease_checkpoint_interval: Duration,
 }
 
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            name: "default".into(),
-            data_dir: PathBuf::from("default.etcd"),
-            listen_client_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 2379))],
-            advertise_client_urls: vec!["http://localhost:2379".into()],
-            initial_advertise_peer_urls: vec!["http://localhost:2380".into()],
-            listen_peer_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 2380))],
-            initial_cluster: Vec::new(),
-            initial_cluster_existing: false,
-            initial_cluster_token: "etcd-cluster".into(),
-            snapshot_count: 100_000,
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(1000),
-            quota_backend_bytes: Some(2 * 1024 * 1024 * 1024),
-            max_request_bytes: 1_572_864,
-            max_txn_ops: 128,
-            auto_compaction: AutoCompaction::Off,
-            auto_compaction_check_interval: Duration::from_secs(300),
-            watch_progress_notify_interval: Duration::from_secs(600),
-            lease_checkpoint_interval: Duration::from_secs(300),
-        }
-    }
-}
-
-impl ServerOptions {
-    /// Options for a test member: data in `dir`, serving on 127.0.0.1 at a free port.
-    pub fn for_test(dir: impl Into<PathBuf>) -> Self {
-        ServerOptions {
-            data_dir: dir.into(),
-            listen_client_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            advertise_client_urls: Vec::new(),
-            listen_peer_addrs: Vec::new(),
-            ..Default::default()
-        }
+impl Options {
+    /// Resolves `cfg`: listen URLs become socket addresses (TLS is not supported yet).
+    pub(crate) fn new(cfg: &Config) -> Result<Options> {
+        let bind = |urls: &[Url], flag: &str| -> Result<Vec<SocketAddr>> {
+            let mut addrs = Vec::new();
+            for u in urls {
+                if u.scheme == Scheme::Https {
+                    return Err(Error::Internal(format!(
+                        "{flag} {u}: TLS is not supported by cairn yet"
+                    )));
+                }
+                addrs.push(
+                    u.bind_addr()
+                        .map_err(|e| Error::Internal(format!("{flag}: {e}")))?,
+                );
+            }
+            Ok(addrs)
+        };
+        let text = |urls: &[Url]| urls.iter().map(Url::to_string).collect::<Vec<_>>();
+        Ok(Options {
+            name: cfg.name.clone(),
+            data_dir: cfg.data_dir.clone(),
+            listen_client_addrs: bind(&cfg.listen_client_urls, "--listen-client-urls")?,
+            advertise_client_urls: text(&cfg.advertise_client_urls),
+            initial_advertise_peer_urls: text(&cfg.initial_advertise_peer_urls),
+            listen_peer_addrs: bind(&cfg.listen_peer_urls, "--listen-peer-urls")?,
+            initial_cluster: cfg
+                .initial_cluster
+                .iter()
+                .map(|(n, u)| (n.clone(), u.to_string()))
+                .collect(),
+            initial_cluster_existing: cfg.initial_cluster_state == ClusterState::Existing,
+            initial_cluster_token: cfg.initial_cluster_token.clone(),
+            snapshot_count: cfg.snapshot_count,
+            heartbeat_interval: cfg.heartbeat_interval,
+            election_timeout: cfg.election_timeout,
+            quota_backend_bytes: cfg.quota_backend_bytes(),
+            max_request_bytes: usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
+            max_txn_ops: usize::try_from(cfg.max_txn_ops).unwrap_or(usize::MAX),
+            auto_compaction: cfg.auto_compaction,
+            auto_compaction_check_interval: cfg.auto_compaction_check_interval,
+            watch_progress_notify_interval: cfg.watch_progress_notify_interval,
+            lease_checkpoint_interval: cfg.lease_checkpoint_interval,
+        })
     }
 }
 
@@ -130,7 +129,8 @@ pub struct Server {
 
 impl Server {
     /// Opens the data directory, recovers, and starts serving.
-    pub async fn start(opts: ServerOptions) -> Result<Server> {
+    pub async fn start(cfg: Config) -> Result<Server> {
+        let opts = Options::new(&cfg)?;
         let member_dir = opts.data_dir.join("member");
         let snap_dir = member_dir.join("snap");
         let wal_dir = member_dir.join("wal");
@@ -243,10 +243,10 @@ impl Server {
             let meta = move || {
                 vec![
                     (
-                        crate::mvcc::backend::META_CONSISTENT_INDEX,
+                        crate::schema::META_CONSISTENT_INDEX,
                         ci.to_be_bytes().to_vec(),
                     ),
-                    (crate::mvcc::backend::META_TERM, term.to_be_bytes().to_vec()),
+                    (crate::schema::META_TERM, term.to_be_bytes().to_vec()),
                 ]
             };
             state.store.compact(rev, |be| be.commit(&meta()))?;
@@ -317,7 +317,8 @@ impl Server {
         serving.push(compactor::spawn(
             state.clone(),
             proposer.clone(),
-            &opts,
+            opts.auto_compaction,
+            opts.auto_compaction_check_interval,
             shutdown_rx.clone(),
         ));
         serving.push(crate::tasks::lease_expiry::spawn(
@@ -407,13 +408,9 @@ fn read_u64(v: Option<Vec<u8>>) -> u64 {
     .unwrap_or(0)
 }
 
-/// The `cluster` bucket key where Cairn keeps the cluster id (it must survive membership
-/// changes, so it cannot be recomputed from the members).
-const CLUSTER_ID_KEY: &[u8] = b"cairnClusterID";
-
 /// The members of `--initial-cluster` (this member alone when it is empty), with etcd's
 /// ids.
-fn initial_members(opts: &ServerOptions) -> Vec<MemberRecord> {
+fn initial_members(opts: &Options) -> Vec<MemberRecord> {
     let mut pairs = opts.initial_cluster.clone();
     if pairs.is_empty() {
         for u in &opts.initial_advertise_peer_urls {
@@ -443,7 +440,7 @@ fn initial_members(opts: &ServerOptions) -> Vec<MemberRecord> {
 /// with MemberAdd joining a running one (`--initial-cluster-state existing`).
 async fn bootstrap(
     store: &Store,
-    opts: &ServerOptions,
+    opts: &Options,
     client_urls: Vec<String>,
 ) -> Result<(MemberInfo, Membership)> {
     let be = &store.backend;
@@ -503,7 +500,7 @@ async fn bootstrap(
         }
         membership::stage_conf_state(
             be,
-            &membership::ConfStateRecord {
+            &ConfStateRecord {
                 voters: {
                     let mut v = ids.clone();
                     v.sort_unstable();
@@ -514,7 +511,7 @@ async fn bootstrap(
         );
         be.put(
             CLUSTER,
-            Bytes::from_static(b"clusterVersion"),
+            Bytes::from_static(CLUSTER_VERSION_KEY),
             Bytes::from_static(crate::status::CLUSTER_VERSION.as_bytes()),
         );
         (me, membership::cluster_id(&ids))
@@ -544,7 +541,7 @@ async fn bootstrap(
 /// by name).
 fn identify(
     store: &Store,
-    opts: &ServerOptions,
+    opts: &Options,
     client_urls: Vec<String>,
 ) -> Result<(MemberInfo, Membership)> {
     let cluster = Membership::load(&store.backend)?;
@@ -635,7 +632,7 @@ fn spawn_publish(
     })
 }
 
-fn build_router(node: &Arc<Node>, opts: &ServerOptions) -> tonic::service::Routes {
+fn build_router(node: &Arc<Node>, opts: &Options) -> tonic::service::Routes {
     let max_recv = opts.max_request_bytes + GRPC_OVERHEAD;
     let kv = KvServer::new(KvService { node: node.clone() })
         .max_decoding_message_size(max_recv)

@@ -19,8 +19,8 @@ use std::path::Path;
 use cairn_engine::ReadTx;
 
 use crate::error::Result;
-use crate::mvcc::backend::{META_CONSISTENT_INDEX, META_TERM};
 use crate::mvcc::store::Recovered;
+use crate::schema::{META_CONSISTENT_INDEX, META_TERM};
 use crate::state::State;
 use crate::transport::SnapshotSource;
 
@@ -89,9 +89,9 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::mvcc::backend::ALARM;
     use crate::mvcc::Store;
     use crate::pb::etcdserverpb::{AlarmMember, AlarmType};
+    use crate::schema::ALARM;
     use crate::state::test_support::{all, commit, delete, export, put, state as core};
     use crate::state::State as Core;
 
@@ -185,7 +185,7 @@ mod tests {
             remaining_ttl: 0,
         };
         c.store.backend.put(
-            crate::mvcc::backend::LEASE,
+            crate::schema::LEASE,
             crate::lease::bucket_key(7),
             Bytes::from(old_lease.encode_to_vec()),
         );
@@ -213,7 +213,7 @@ mod tests {
             remaining_ttl: 0,
         };
         b.backend.put(
-            crate::mvcc::backend::LEASE,
+            crate::schema::LEASE,
             crate::lease::bucket_key(42),
             Bytes::from(lease.encode_to_vec()),
         );
@@ -248,8 +248,8 @@ mod tests {
         }
         // Compaction scheduled (and the index compacted) but the deletes never committed.
         b.backend.put(
-            crate::mvcc::backend::META,
-            Bytes::from_static(crate::mvcc::backend::META_SCHEDULED_COMPACT),
+            crate::schema::META,
+            Bytes::from_static(crate::schema::META_SCHEDULED_COMPACT),
             Bytes::from(crate::mvcc::revkey::encode(
                 cairn_index::Revision::new(6, 0),
                 false,
@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(
             c.store
                 .backend
-                .get_committed(crate::mvcc::backend::KEY, &old)
+                .get_committed(crate::schema::KEY, &old)
                 .unwrap(),
             None
         );

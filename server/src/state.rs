@@ -14,10 +14,10 @@ use prost::Message;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::membership::{MemberInfo, Membership};
-use crate::mvcc::backend::ALARM;
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{AlarmMember, AlarmType};
 use crate::pb::mvccpb::Event;
+use crate::schema::ALARM;
 use crate::watch::WatchHub;
 
 /// Active alarms (mirrors the `alarm` bucket).
@@ -149,9 +149,9 @@ pub(crate) mod test_support {
 
     use super::State;
     use crate::membership::MemberInfo;
-    use crate::mvcc::backend::{META_CONSISTENT_INDEX, META_TERM};
     use crate::mvcc::Store;
     use crate::pb::etcdserverpb::{RangeRequest, RangeResponse};
+    use crate::schema::{META_CONSISTENT_INDEX, META_TERM};
 
     /// A state whose backend is `dir/member/snap/db`.
     pub(crate) fn state(dir: &Path) -> State {

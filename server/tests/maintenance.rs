@@ -119,7 +119,7 @@ async fn alarm_survives_restart() {
 
 #[tokio::test]
 async fn quota_raises_nospace() {
-    let ts = TestServer::start_with(|o| o.quota_backend_bytes = Some(256 * 1024)).await;
+    let ts = TestServer::start_with(|o| o.quota_backend_bytes_raw = 256 * 1024).await;
     let mut c = ts.client().await;
     let value = vec![b'v'; 16 * 1024];
     let mut refused = None;

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use super::Node;
 use crate::apply::Members;
 use crate::error::Error;
-use crate::membership::{self, MemberRecord};
+use crate::membership;
 use crate::pb::etcdserverpb::cluster_client::ClusterClient;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::{
@@ -22,6 +22,7 @@ use crate::pb::etcdserverpb::{
     MemberUpdateRequest, MemberUpdateResponse,
 };
 use crate::raft::{ProgressView, MAX_LEARNERS};
+use crate::schema::MemberRecord;
 
 /// The Cluster service.
 pub(crate) struct ClusterService {

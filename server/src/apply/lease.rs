@@ -8,11 +8,11 @@ use prost::Message;
 use super::rev_header;
 use crate::error::{Error, Result};
 use crate::lease::{bucket_key, LeaseRecord};
-use crate::mvcc::backend::LEASE;
 use crate::pb::etcdserverpb::{
     LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse,
     LeaseRevokeRequest, LeaseRevokeResponse,
 };
+use crate::schema::LEASE;
 use crate::state::State;
 
 /// Grants lease `g.id` (the id was chosen by the proposer).

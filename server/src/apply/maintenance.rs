@@ -5,11 +5,11 @@ use prost::Message;
 
 use super::rev_header;
 use crate::error::Result;
-use crate::mvcc::backend::ALARM;
 use crate::pb::etcdserverpb::{
     alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
     CompactionRequest, CompactionResponse,
 };
+use crate::schema::ALARM;
 use crate::state::State;
 
 /// Compacts the history up to `c.revision`, committing the backend between batches.

@@ -1,5 +1,7 @@
 //! The one table of etcd's server flags, shared by the command line, `ETCD_*` environment
-//! variables and `--config-file` YAML keys (which are the flag names).
+//! variables and `--config-file` YAML keys (which are the flag names); and the command-line
+//! tokenizer, in Go's `flag` syntax (`cairn`, like `etcd`) or pflag's (`cairnutl`, like
+//! `etcdutl`).
 //!
 //! Every flag etcd 3.4/3.5/3.6 documents is listed, so that a flag Cairn does not support yet
 //! is reported by name instead of as unknown. An unsupported flag is still accepted when its
@@ -295,10 +297,307 @@ pub(crate) fn env_name(flag: &str) -> String {
     s
 }
 
+// --- the command-line tokenizer ---------------------------------------------------------
+
+/// Command-line syntax: how flags are told from arguments.
+#[derive(Clone, Copy, Debug)]
+pub enum Syntax<'a> {
+    /// Go's `flag` package, as `etcd` parses its flags: `-flag` and `--flag` alike; the flags
+    /// end at the first argument that is not one (or after `--`).
+    Go,
+    /// spf13/pflag, as etcd's cobra tools (`etcdutl`) parse theirs: `--flag` long names and
+    /// the one-letter `shorthands` (`-x` for a long name; a value attaches to one that takes
+    /// a value as `-x=value`); arguments may come between flags, and `--` ends the flags.
+    Pflag { shorthands: &'a [(char, &'a str)] },
+}
+
+/// Whether a flag takes a value (given by the caller for each name the tokenizer meets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// A boolean: `--flag` alone means `true`; a value only as `--flag=value`.
+    Bool,
+    /// `--flag=value` or `--flag value`.
+    Value,
+}
+
+/// One flag as given: its (long) name without dashes, and its value as written (`"true"`
+/// for a boolean given alone; a boolean's value is not checked here).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flag {
+    pub name: String,
+    pub value: String,
+}
+
+/// A command-line syntax error, worded as Go's `flag` or pflag words it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagError(String);
+
+impl std::fmt::Display for FlagError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FlagError {}
+
+/// The flags of a command line, one at a time (an iterator, so a caller can stop at the
+/// first flag it rejects, as Go's `flag` does); then [`positional`](Self::positional). `arity`
+/// tells whether a name takes a value, `None` for a name not defined (an error).
+pub struct CommandLine<'a, F> {
+    args: &'a [String],
+    next: usize,
+    syntax: Syntax<'a>,
+    arity: F,
+    positional: Vec<String>,
+    done: bool,
+}
+
+impl<'a, F: Fn(&str) -> Option<Arity>> CommandLine<'a, F> {
+    /// Tokenizes `args` (without the program or command names).
+    pub fn new(args: &'a [String], syntax: Syntax<'a>, arity: F) -> Self {
+        CommandLine {
+            args,
+            next: 0,
+            syntax,
+            arity,
+            positional: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The arguments that are not flags: with [`Syntax::Go`], those from the first
+    /// non-flag (or after `--`) on; with [`Syntax::Pflag`], all of them. Complete once the
+    /// iterator has returned `None`.
+    pub fn positional(&self) -> &[String] {
+        &self.positional
+    }
+
+    /// The next flag, or `Ok(None)` when the flags end.
+    fn flag(&mut self) -> Result<Option<Flag>, FlagError> {
+        match self.syntax {
+            Syntax::Go => self.go_flag(),
+            Syntax::Pflag { shorthands } => self.pflag_flag(shorthands),
+        }
+    }
+
+    fn go_flag(&mut self) -> Result<Option<Flag>, FlagError> {
+        let Some(s) = self.args.get(self.next) else {
+            return Ok(None);
+        };
+        if s.len() < 2 || !s.starts_with('-') {
+            self.positional.extend_from_slice(&self.args[self.next..]);
+            return Ok(None);
+        }
+        let mut name = &s[1..];
+        if let Some(rest) = name.strip_prefix('-') {
+            if rest.is_empty() {
+                self.positional
+                    .extend_from_slice(&self.args[self.next + 1..]);
+                return Ok(None);
+            }
+            name = rest;
+        }
+        if name.is_empty() || name.starts_with('-') || name.starts_with('=') {
+            return Err(FlagError(format!("bad flag syntax: {s}")));
+        }
+        self.next += 1;
+        let (name, inline) = match name.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (name, None),
+        };
+        let Some(arity) = (self.arity)(name) else {
+            return Err(FlagError(format!("flag provided but not defined: -{name}")));
+        };
+        self.value(name, inline, arity, "-").map(Some)
+    }
+
+    fn pflag_flag(&mut self, shorthands: &[(char, &str)]) -> Result<Option<Flag>, FlagError> {
+        while let Some(a) = self.args.get(self.next) {
+            self.next += 1;
+            if a == "--" {
+                self.positional.extend_from_slice(&self.args[self.next..]);
+                self.next = self.args.len();
+                return Ok(None);
+            }
+            if let Some(long) = a.strip_prefix("--") {
+                let (name, inline) = match long.split_once('=') {
+                    Some((n, v)) => (n, Some(v)),
+                    None => (long, None),
+                };
+                let Some(arity) = (self.arity)(name) else {
+                    return Err(FlagError(format!("unknown flag: --{name}")));
+                };
+                return self.value(name, inline, arity, "--").map(Some);
+            }
+            let Some(short) = a.strip_prefix('-').filter(|r| !r.is_empty()) else {
+                self.positional.push(a.clone());
+                continue;
+            };
+            let c = short.chars().next().expect("not empty");
+            let after = &short[c.len_utf8()..];
+            let unknown = || {
+                FlagError(format!(
+                    "unknown shorthand flag: {:?} in {a}",
+                    &short[..c.len_utf8()]
+                ))
+            };
+            let Some(&(_, name)) = shorthands.iter().find(|(s, _)| *s == c) else {
+                return Err(unknown());
+            };
+            let Some(arity) = (self.arity)(name) else {
+                return Err(FlagError(format!("unknown flag: --{name}")));
+            };
+            let inline = match (after, arity) {
+                ("", _) => None,
+                (v, Arity::Value) if v.starts_with('=') => Some(&v[1..]),
+                _ => return Err(unknown()),
+            };
+            return self.value(name, inline, arity, "--").map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The value of flag `name`: inline, implied (a boolean) or the next argument.
+    fn value(
+        &mut self,
+        name: &str,
+        inline: Option<&str>,
+        arity: Arity,
+        dashes: &str,
+    ) -> Result<Flag, FlagError> {
+        let value = match (inline, arity) {
+            (Some(v), _) => v.to_string(),
+            (None, Arity::Bool) => "true".to_string(),
+            (None, Arity::Value) => match self.args.get(self.next) {
+                Some(v) => {
+                    self.next += 1;
+                    v.clone()
+                }
+                None => return Err(FlagError(format!("flag needs an argument: {dashes}{name}"))),
+            },
+        };
+        Ok(Flag {
+            name: name.to_string(),
+            value,
+        })
+    }
+}
+
+impl<F: Fn(&str) -> Option<Arity>> Iterator for CommandLine<'_, F> {
+    type Item = Result<Flag, FlagError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let r = self.flag().transpose();
+        if !matches!(r, Some(Ok(_))) {
+            self.done = true;
+        }
+        r
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The flags as `(name, value)` pairs or the error's text, and the positional arguments.
+    type Tokens = (Result<Vec<(String, String)>, String>, Vec<String>);
+
+    fn tokens(a: &[&str], syntax: Syntax<'_>, arity: impl Fn(&str) -> Option<Arity>) -> Tokens {
+        let args = strings(a);
+        let mut cl = CommandLine::new(&args, syntax, arity);
+        let flags = cl
+            .by_ref()
+            .map(|r| r.map(|f| (f.name, f.value)).map_err(|e| e.to_string()))
+            .collect();
+        (flags, cl.positional().to_vec())
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn go_syntax() {
+        let arity = |n: &str| match n {
+            "b" => Some(Arity::Bool),
+            "v" | "w" => Some(Arity::Value),
+            _ => None,
+        };
+        let (f, pos) = tokens(
+            &["-b", "--v", "x", "-w=y", "--b=false", "z", "-v", "q"],
+            Syntax::Go,
+            arity,
+        );
+        assert_eq!(
+            f.unwrap(),
+            pairs(&[("b", "true"), ("v", "x"), ("w", "y"), ("b", "false")])
+        );
+        assert_eq!(pos, strings(&["z", "-v", "q"]));
+        let (f, pos) = tokens(&["-b", "--", "-v", "x"], Syntax::Go, arity);
+        assert_eq!(f.unwrap(), pairs(&[("b", "true")]));
+        assert_eq!(pos, strings(&["-v", "x"]));
+        let (f, _) = tokens(&["-b", "-nope"], Syntax::Go, arity);
+        assert_eq!(f.unwrap_err(), "flag provided but not defined: -nope");
+        let (f, _) = tokens(&["-v"], Syntax::Go, arity);
+        assert_eq!(f.unwrap_err(), "flag needs an argument: -v");
+        let (f, _) = tokens(&["---v"], Syntax::Go, arity);
+        assert_eq!(f.unwrap_err(), "bad flag syntax: ---v");
+    }
+
+    #[test]
+    fn pflag_syntax() {
+        let syntax = Syntax::Pflag {
+            shorthands: &[('w', "write-out"), ('h', "help")],
+        };
+        let arity = |n: &str| {
+            Some(if n == "help" || n == "b" {
+                Arity::Bool
+            } else {
+                Arity::Value
+            })
+        };
+        let (f, pos) = tokens(
+            &[
+                "a", "--b", "--v", "x", "-w", "json", "c", "-w=t", "-", "--", "--z",
+            ],
+            syntax,
+            arity,
+        );
+        assert_eq!(
+            f.unwrap(),
+            pairs(&[
+                ("b", "true"),
+                ("v", "x"),
+                ("write-out", "json"),
+                ("write-out", "t")
+            ])
+        );
+        assert_eq!(pos, strings(&["a", "c", "-", "--z"]));
+        let (f, _) = tokens(&["-h"], syntax, arity);
+        assert_eq!(f.unwrap(), pairs(&[("help", "true")]));
+        for bad in ["-x", "-h=x", "-hw", "-wjson"] {
+            let (f, _) = tokens(&[bad], syntax, arity);
+            let c = &bad[1..2];
+            assert_eq!(
+                f.unwrap_err(),
+                format!("unknown shorthand flag: {c:?} in {bad}")
+            );
+        }
+        let (f, _) = tokens(&["--v"], syntax, arity);
+        assert_eq!(f.unwrap_err(), "flag needs an argument: --v");
+        let (f, _) = tokens(&["--nope"], syntax, |_| None);
+        assert_eq!(f.unwrap_err(), "unknown flag: --nope");
+    }
 
     #[test]
     fn names_are_unique_and_lowercase() {

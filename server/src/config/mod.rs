@@ -21,11 +21,13 @@ mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use flags::{Arity, CommandLine, Flag, FlagError, Syntax};
 use flags::{Kind, Support};
-pub use values::{Scheme, Url};
+pub use values::{parse_bool, Scheme, Url};
 
 /// etcd's defaults.
 pub const DEFAULT_NAME: &str = "default";
@@ -47,6 +49,8 @@ pub const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs
 pub const MIN_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_millis(100);
 /// etcd's default `--experimental-lease-checkpoint-interval`.
 pub const DEFAULT_LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
+/// How often etcd's revision-mode compactor looks at the revision (no flag).
+pub const DEFAULT_AUTO_COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// etcd's upper bound for `--election-timeout`.
 pub const MAX_ELECTION_MS: u64 = 50_000;
 
@@ -91,7 +95,8 @@ impl LogLevel {
     }
 }
 
-/// One member's configuration, as etcd's flags describe it.
+/// One member's configuration, as etcd's flags describe it: what [`crate::Server::start`]
+/// takes. [`Default`] gives etcd's defaults; [`Config::for_test`] an in-process test member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// `--name`.
@@ -100,9 +105,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `--listen-client-urls`: where gRPC and HTTP are served.
     pub listen_client_urls: Vec<Url>,
-    /// `--advertise-client-urls`: reported in MemberList.
+    /// `--advertise-client-urls`: reported in MemberList. Empty (possible only in code, the
+    /// flags require one) = the bound client addresses, for listeners on port 0.
     pub advertise_client_urls: Vec<Url>,
-    /// `--listen-peer-urls`.
+    /// `--listen-peer-urls`; empty (only in code) = no peer listener.
     pub listen_peer_urls: Vec<Url>,
     /// `--initial-advertise-peer-urls`.
     pub initial_advertise_peer_urls: Vec<Url>,
@@ -127,6 +133,9 @@ pub struct Config {
     pub max_txn_ops: u64,
     /// `--auto-compaction-mode` / `--auto-compaction-retention`.
     pub auto_compaction: AutoCompaction,
+    /// How often the revision-mode compactor looks (no flag: etcd's 5 minutes; tests
+    /// shorten it).
+    pub auto_compaction_check_interval: Duration,
     /// `--log-level`.
     pub log_level: LogLevel,
     /// `--enable-v2`: accepted; v2 requests are answered "not supported".
@@ -163,6 +172,7 @@ impl Default for Config {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             auto_compaction: AutoCompaction::Off,
+            auto_compaction_check_interval: DEFAULT_AUTO_COMPACTION_CHECK_INTERVAL,
             log_level: LogLevel::Info,
             enable_v2: false,
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
@@ -172,6 +182,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// A member for in-process tests: data in `dir`, clients served on 127.0.0.1 at a free
+    /// port (advertised as the bound address), no peer listener; etcd's defaults otherwise.
+    pub fn for_test(dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: dir.into(),
+            listen_client_urls: vec![Url::http(SocketAddr::from(([127, 0, 0, 1], 0)))],
+            advertise_client_urls: Vec::new(),
+            listen_peer_urls: Vec::new(),
+            ..Config::default()
+        }
+    }
+
     /// The backend quota: `None` when disabled (negative flag value), 2 GiB for 0.
     pub fn quota_backend_bytes(&self) -> Option<u64> {
         match self.quota_backend_bytes_raw {
@@ -489,60 +511,27 @@ pub fn parse(
 
 /// Go `flag` command-line syntax. `None` means help was asked for.
 fn parse_command_line(args: &[String]) -> Result<Option<Vec<Raw>>, ConfigError> {
+    let arity = |name: &str| match flags::lookup(name) {
+        Some(spec) if spec.kind == Kind::Bool => Some(Arity::Bool),
+        Some(_) => Some(Arity::Value),
+        // Go's flag answers -h and -help with the usage when they are not defined.
+        None if name == "h" || name == "help" => Some(Arity::Bool),
+        None => None,
+    };
+    let mut cl = CommandLine::new(args, Syntax::Go, arity);
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let s = &args[i];
-        if s.len() < 2 || !s.starts_with('-') {
-            break;
-        }
-        let mut name = &s[1..];
-        if let Some(rest) = name.strip_prefix('-') {
-            if rest.is_empty() {
-                i += 1; // "--" ends the flags
-                break;
-            }
-            name = rest;
-        }
-        if name.is_empty() || name.starts_with('-') || name.starts_with('=') {
-            return Err(ConfigError::usage(format!("bad flag syntax: {s}")));
-        }
-        i += 1;
-        let (name, inline) = match name.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (name, None),
-        };
-        let Some(spec) = flags::lookup(name) else {
-            if name == "h" || name == "help" {
-                return Ok(None);
-            }
-            return Err(ConfigError::usage(format!(
-                "flag provided but not defined: -{name}"
-            )));
+    for flag in cl.by_ref() {
+        let Flag { name, value } = flag.map_err(|e| ConfigError::usage(e.to_string()))?;
+        let Some(spec) = flags::lookup(&name) else {
+            return Ok(None);
         };
         let value = if spec.kind == Kind::Bool {
-            match inline {
-                Some(v) => {
-                    let b = values::parse_bool(&v).map_err(|e| {
-                        ConfigError::usage(format!("invalid boolean value {v:?} for -{name}: {e}"))
-                    })?;
-                    b.to_string()
-                }
-                None => "true".to_string(),
-            }
+            let b = values::parse_bool(&value).map_err(|e| {
+                ConfigError::usage(format!("invalid boolean value {value:?} for -{name}: {e}"))
+            })?;
+            b.to_string()
         } else {
-            match inline {
-                Some(v) => v,
-                None if i < args.len() => {
-                    i += 1;
-                    args[i - 1].clone()
-                }
-                None => {
-                    return Err(ConfigError::usage(format!(
-                        "flag needs an argument: -{name}"
-                    )))
-                }
-            }
+            value
         };
         check_kind(spec.name, spec.kind, &value, Source::Flag)?;
         out.push(Raw {
@@ -552,10 +541,9 @@ fn parse_command_line(args: &[String]) -> Result<Option<Vec<Raw>>, ConfigError> 
         });
     }
     // etcd reports this after parsing, as a configuration error (exit 1).
-    if i < args.len() {
+    if let Some(first) = cl.positional().first() {
         return Err(ConfigError::invalid(format!(
-            "'{}' is not a valid flag",
-            args[i]
+            "'{first}' is not a valid flag"
         )));
     }
     Ok(Some(out))
@@ -934,104 +922,109 @@ pub fn help_text() -> String {
          cairn --version\n    Show the version.\n\n  cairn -h | --help\n    Show this help.\n\n\
          Flags (etcd's; each also read from ETCD_<FLAG_UPPER_SNAKE> unless --config-file is given):\n",
     );
-    let rows: &[(&str, &str, &str)] = &[
+    let q = |v: &dyn fmt::Display| format!("'{v}'");
+    let rows: &[(&str, String, &str)] = &[
         (
             "--name",
-            "'default'",
+            q(&DEFAULT_NAME),
             "Human-readable name for this member.",
         ),
         (
             "--data-dir",
-            "'${name}.etcd'",
+            "'${name}.etcd'".into(),
             "Path to the data directory.",
         ),
         (
             "--listen-client-urls",
-            "'http://localhost:2379'",
+            q(&DEFAULT_LISTEN_CLIENT_URL),
             "URLs to listen on for client traffic.",
         ),
         (
             "--advertise-client-urls",
-            "'http://localhost:2379'",
+            q(&DEFAULT_LISTEN_CLIENT_URL),
             "This member's client URLs to advertise.",
         ),
         (
             "--listen-peer-urls",
-            "'http://localhost:2380'",
+            q(&DEFAULT_LISTEN_PEER_URL),
             "URLs to listen on for peer traffic.",
         ),
         (
             "--initial-advertise-peer-urls",
-            "'http://localhost:2380'",
+            q(&DEFAULT_LISTEN_PEER_URL),
             "This member's peer URLs to advertise.",
         ),
         (
             "--initial-cluster",
-            "'default=http://localhost:2380'",
+            format!("'{DEFAULT_NAME}={DEFAULT_LISTEN_PEER_URL}'"),
             "Initial cluster configuration for bootstrapping.",
         ),
         (
             "--initial-cluster-state",
-            "'new'",
+            "'new'".into(),
             "Initial cluster state ('new' or 'existing').",
         ),
         (
             "--initial-cluster-token",
-            "'etcd-cluster'",
+            q(&DEFAULT_CLUSTER_TOKEN),
             "Initial cluster token for bootstrapping.",
         ),
         (
             "--snapshot-count",
-            "'100000'",
+            q(&DEFAULT_SNAPSHOT_COUNT),
             "Committed entries that trigger a snapshot (etcd 3.5's default).",
         ),
         (
             "--heartbeat-interval",
-            "'100'",
+            q(&DEFAULT_HEARTBEAT_MS),
             "Time (in milliseconds) of a heartbeat interval.",
         ),
         (
             "--election-timeout",
-            "'1000'",
+            q(&DEFAULT_ELECTION_MS),
             "Time (in milliseconds) for an election to timeout.",
         ),
         (
             "--quota-backend-bytes",
-            "'0'",
+            "'0'".into(),
             "Backend size quota raising NOSPACE (0: 2 GiB; negative: none).",
         ),
         (
             "--max-request-bytes",
-            "'1572864'",
+            q(&DEFAULT_MAX_REQUEST_BYTES),
             "Maximum client request size in bytes.",
         ),
         (
             "--max-txn-ops",
-            "'128'",
+            q(&DEFAULT_MAX_TXN_OPS),
             "Maximum number of operations in a transaction.",
         ),
-        ("--auto-compaction-mode", "'periodic'", "periodic|revision."),
+        (
+            "--auto-compaction-mode",
+            "'periodic'".into(),
+            "periodic|revision.",
+        ),
         (
             "--auto-compaction-retention",
-            "'0'",
+            "'0'".into(),
             "Hours or a duration (periodic), or revisions (revision); 0 disables.",
         ),
         (
             "--log-level",
-            "'info'",
+            "'info'".into(),
             "debug, info, warn, error, panic, or fatal.",
         ),
         (
             "--enable-v2",
-            "'false'",
+            "'false'".into(),
             "Accepted; the v2 API is not served.",
         ),
         (
             "--config-file",
-            "''",
+            "''".into(),
             "YAML configuration; other flags and ETCD_* variables are then ignored.",
         ),
-        ("--version", "'false'", "Print the version and exit."),
+        ("--version", "'false'".into(), "Print the version and exit."),
     ];
     for (flag, default, what) in rows {
         s.push_str(&format!("  {flag} {default}\n    {what}\n"));

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 /// Go's `strconv.ParseBool`.
-pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {
+pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
@@ -191,6 +191,15 @@ impl Url {
             host: host.to_string(),
             port,
         })
+    }
+
+    /// `http://<addr>`: the URL of a bound address.
+    pub fn http(addr: SocketAddr) -> Url {
+        Url {
+            scheme: Scheme::Http,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
     }
 
     /// The address to bind for a listen URL. etcd requires an IP literal there, or

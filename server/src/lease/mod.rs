@@ -48,10 +48,10 @@ use parking_lot::Mutex;
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::mvcc::backend::LEASE;
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::LeaseCheckpoint;
 use crate::pb::mvccpb::{event::EventType, Event};
+use crate::schema::LEASE;
 
 mod ids;
 pub(crate) use ids::LeaseIds;

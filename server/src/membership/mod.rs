@@ -1,7 +1,8 @@
 //! Member and cluster identity, derived like etcd's (so a default single member has the
 //! same ids as a default etcd), and the cluster's membership: the `members` and
-//! `members_removed` bucket records (etcd's JSON), plus raft's `ConfState` in the `meta`
-//! bucket (key `confState`), all changed only by applied raft entries.
+//! `members_removed` bucket records, plus raft's `ConfState` in the `meta` bucket (key
+//! `confState`), all changed only by applied raft entries. The records' layout (etcd's
+//! JSON) is in [`crate::schema`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,11 +11,12 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 use crate::error::{Error, Result};
-use crate::mvcc::backend::{Backend, MEMBERS, MEMBERS_REMOVED, META};
+use crate::mvcc::backend::Backend;
 use crate::pb::etcdserverpb::Member;
-
-/// The `meta` bucket key holding raft's configuration (etcd 3.5's `confState`, JSON).
-pub(crate) const META_CONF_STATE: &[u8] = b"confState";
+use crate::schema::{
+    member_key, MEMBERS, MEMBERS_REMOVED, MEMBER_REMOVED_VALUE, META, META_CONF_STATE,
+};
+use crate::schema::{ConfStateRecord, MemberRecord};
 
 /// This member's identity and addresses.
 #[derive(Clone, Debug)]
@@ -56,50 +58,6 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     u64::from_be_bytes(d[..8].try_into().expect("sha1 has 20 bytes"))
 }
 
-/// A member record: etcd's JSON in the `members` bucket (`id`, `peerURLs`, `isLearner`,
-/// `name`, `clientURLs`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct MemberRecord {
-    pub(crate) id: u64,
-    #[serde(rename = "peerURLs", default)]
-    pub(crate) peer_urls: Vec<String>,
-    #[serde(rename = "isLearner", default, skip_serializing_if = "is_false")]
-    pub(crate) is_learner: bool,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub(crate) name: String,
-    #[serde(rename = "clientURLs", default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) client_urls: Vec<String>,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-impl MemberRecord {
-    pub(crate) fn to_pb(&self) -> Member {
-        Member {
-            id: self.id,
-            name: self.name.clone(),
-            peer_ur_ls: self.peer_urls.clone(),
-            client_ur_ls: self.client_urls.clone(),
-            is_learner: self.is_learner,
-        }
-    }
-
-    fn key(id: u64) -> Bytes {
-        Bytes::from(format!("{id:x}"))
-    }
-}
-
-/// raft's voters and learners, persisted as JSON like etcd's `confState`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ConfStateRecord {
-    #[serde(default)]
-    pub(crate) voters: Vec<u64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) learners: Vec<u64>,
-}
-
 /// The cluster as this member knows it (changed only by the apply loop).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Membership {
@@ -120,7 +78,7 @@ impl Membership {
     pub(crate) fn load(be: &Backend) -> Result<Membership> {
         let mut m = Membership::default();
         for (k, v) in be.scan_committed(MEMBERS)? {
-            match serde_json::from_slice::<MemberRecord>(&v) {
+            match MemberRecord::from_json(&v) {
                 Ok(r) => {
                     m.members.insert(r.id, r);
                 }
@@ -141,18 +99,21 @@ impl Membership {
 
     /// Stages `r` in the backend and in memory.
     pub(crate) fn put(&mut self, be: &Backend, r: MemberRecord) {
-        let v = serde_json::to_vec(&r).unwrap_or_default();
-        be.put(MEMBERS, MemberRecord::key(r.id), Bytes::from(v));
+        be.put(
+            MEMBERS,
+            Bytes::from(member_key(r.id)),
+            Bytes::from(r.to_json()),
+        );
         self.members.insert(r.id, r);
     }
 
     /// Removes member `id` for good (it may never rejoin).
     pub(crate) fn remove(&mut self, be: &Backend, id: u64) {
-        be.delete(MEMBERS, MemberRecord::key(id));
+        be.delete(MEMBERS, Bytes::from(member_key(id)));
         be.put(
             MEMBERS_REMOVED,
-            MemberRecord::key(id),
-            Bytes::from_static(b"removed"),
+            Bytes::from(member_key(id)),
+            Bytes::from_static(MEMBER_REMOVED_VALUE),
         );
         self.members.remove(&id);
         self.removed.insert(id);

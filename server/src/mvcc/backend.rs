@@ -18,37 +18,7 @@ use cairn_engine::{Db, Options, ReadTx};
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
-
-pub(crate) const KEY: &[u8] = b"key";
-pub(crate) const META: &[u8] = b"meta";
-pub(crate) const LEASE: &[u8] = b"lease";
-pub(crate) const ALARM: &[u8] = b"alarm";
-pub(crate) const CLUSTER: &[u8] = b"cluster";
-pub(crate) const MEMBERS: &[u8] = b"members";
-pub(crate) const MEMBERS_REMOVED: &[u8] = b"members_removed";
-pub(crate) const AUTH: &[u8] = b"auth";
-pub(crate) const AUTH_USERS: &[u8] = b"authUsers";
-pub(crate) const AUTH_ROLES: &[u8] = b"authRoles";
-
-/// Every bucket etcd creates, in bbolt's (byte) order.
-pub(crate) const BUCKETS: [&[u8]; 10] = [
-    ALARM,
-    AUTH,
-    AUTH_ROLES,
-    AUTH_USERS,
-    CLUSTER,
-    KEY,
-    LEASE,
-    MEMBERS,
-    MEMBERS_REMOVED,
-    META,
-];
-
-/// Meta bucket keys (etcd's schema).
-pub(crate) const META_CONSISTENT_INDEX: &[u8] = b"consistent_index";
-pub(crate) const META_TERM: &[u8] = b"term";
-pub(crate) const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
-pub(crate) const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+use crate::schema::{BUCKETS, KEY, META};
 
 pub(crate) fn engine_err(e: cairn_engine::Error) -> Error {
     Error::from(e)

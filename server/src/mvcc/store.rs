@@ -23,14 +23,15 @@ use cairn_index::{Index, Revision};
 use parking_lot::{RwLock, RwLockReadGuard};
 use prost::Message;
 
-use super::backend::{
-    Backend, KEY, META, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
-    META_TERM,
-};
+use super::backend::Backend;
 use super::revkey;
 use crate::error::{Error, Result};
 use crate::pb::etcdserverpb::{range_request, RangeRequest, RangeResponse};
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
+use crate::schema::{
+    BUCKETS, KEY, META, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
+    META_STORAGE_VERSION, META_TERM,
+};
 
 /// How many revision keys one compaction step deletes before staging the next batch.
 const COMPACTION_BATCH: usize = 10_000;
@@ -385,14 +386,14 @@ impl Store {
     pub(crate) fn hash(&self) -> Result<u32> {
         let mut h = 0u32;
         let tx = self.backend.read_tx()?;
-        for name in super::backend::BUCKETS {
+        for name in BUCKETS {
             let Some(b) = tx.bucket(name) else { continue };
             h = crc32c::crc32c_append(h, name);
             let mut c = b.cursor();
             let mut item = c.first();
             while let Some((k, v)) = item {
                 let ignored = name == META
-                    && (k == META_CONSISTENT_INDEX || k == META_TERM || k == b"storageVersion");
+                    && (k == META_CONSISTENT_INDEX || k == META_TERM || k == META_STORAGE_VERSION);
                 if !ignored {
                     h = crc32c::crc32c_append(h, k);
                     h = crc32c::crc32c_append(h, v);

@@ -45,9 +45,10 @@ use tokio::sync::oneshot;
 
 use crate::apply::{self, InternalRequest, Members, Response};
 use crate::error::{Error, Fatal, Result};
-use crate::membership::{self, MemberRecord, Membership};
-use crate::mvcc::backend::{META_CONSISTENT_INDEX, META_TERM};
+use crate::membership::{self, Membership};
 use crate::mvcc::store::Recovered;
+use crate::schema::MemberRecord;
+use crate::schema::{META_CONSISTENT_INDEX, META_TERM};
 use crate::state::State;
 use crate::transport::{SnapshotSource, Transport};
 use commit::meta;

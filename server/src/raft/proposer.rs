@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::{ConfChangeContext, LoopTask, Msg, ProgressView};
 use crate::apply::{InternalRequest, Members, Proposal, Response};
 use crate::error::{Error, Result};
-use crate::membership::MemberRecord;
+use crate::schema::MemberRecord;
 
 /// How long a proposal may wait for its entry to be applied (etcd: 5 s + 2 × election).
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);

@@ -19,8 +19,8 @@ use raft::{GetEntriesContext, StorageError};
 
 use super::RaftOptions;
 use crate::error::{Error, Result};
-use crate::membership::ConfStateRecord;
 use crate::mvcc::store::Recovered;
+use crate::schema::ConfStateRecord;
 
 fn wal_err(e: cairn_wal::Error) -> Error {
     Error::from(e)

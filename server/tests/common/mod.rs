@@ -2,7 +2,8 @@
 //! 127.0.0.1 port, with its data in a temporary directory.
 #![allow(dead_code)]
 
-use cairn_server::{Server, ServerOptions};
+use cairn_server::config::Url;
+use cairn_server::{Config, Server};
 use etcd_client::Client;
 use tempfile::TempDir;
 
@@ -10,7 +11,7 @@ pub struct TestServer {
     pub server: Option<Server>,
     pub dir: TempDir,
     pub endpoint: String,
-    pub opts: ServerOptions,
+    pub opts: Config,
 }
 
 impl TestServer {
@@ -18,13 +19,18 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    pub async fn start_with(f: impl FnOnce(&mut ServerOptions)) -> TestServer {
+    pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut opts = ServerOptions::for_test(dir.path().join("data"));
+        let mut opts = Config::for_test(dir.path().join("data"));
         f(&mut opts);
         let server = Server::start(opts.clone()).await.expect("server starts");
         let endpoint = format!("http://{}", server.client_addrs()[0]);
-        opts.listen_client_addrs = server.client_addrs().to_vec();
+        opts.listen_client_urls = server
+            .client_addrs()
+            .iter()
+            .copied()
+            .map(Url::http)
+            .collect();
         TestServer {
             server: Some(server),
             dir,

@@ -6,14 +6,17 @@
 //! - `cairnutl defrag --data-dir DIR` (the member must be stopped)
 //! - `cairnutl version`
 //!
-//! Flags follow pflag conventions (`--flag=value`, `--flag value`, `-w json`); a flag etcdutl
-//! has but cairnutl does not support yet is an error naming it.
+//! Flags follow pflag conventions (`--flag=value`, `--flag value`, `-w json`), read by the
+//! server's tokenizer ([`config::CommandLine`]); a flag etcdutl has but cairnutl does not
+//! support yet is an error naming it.
 
 mod defrag;
 mod restore;
 mod status;
 
 use std::path::PathBuf;
+
+use cairn_server::config::{self, Arity, CommandLine, Syntax};
 
 const USAGE: &str = "\
 Usage:
@@ -37,66 +40,43 @@ fn fail(msg: impl std::fmt::Display) -> ! {
     std::process::exit(1);
 }
 
+/// etcdutl's one-letter flags.
+const SHORTHANDS: &[(char, &str)] = &[('w', "write-out"), ('h', "help")];
+
 /// Positional arguments and `(flag, value)` pairs.
 type ParsedArgs = (Vec<String>, Vec<(String, String)>);
 
-/// pflag-style parsing: returns positional arguments and `(flag, value)` pairs. `bools` are
-/// the flags that take no value unless written `--flag=value`.
+/// pflag-style parsing with the server's tokenizer: returns positional arguments and
+/// `(flag, value)` pairs. `bools` (and `help`) are the flags that take no value unless
+/// written `--flag=value`; any other name takes one, and the caller rejects the names it
+/// does not know once the whole command line has been read.
 fn parse_flags(args: &[String], bools: &[&str]) -> Result<ParsedArgs, String> {
-    let mut pos = Vec::new();
-    let mut flags = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        i += 1;
-        if a == "--" {
-            pos.extend(args[i..].iter().cloned());
-            break;
-        }
-        let name_val = if let Some(rest) = a.strip_prefix("--") {
-            rest
-        } else if let Some(rest) = a.strip_prefix('-').filter(|r| !r.is_empty()) {
-            // Shorthands: only -w.
-            match rest {
-                "w" => "write-out",
-                r if r.starts_with("w=") => {
-                    flags.push(("write-out".to_string(), r[2..].to_string()));
-                    continue;
-                }
-                "h" => "help",
-                _ => return Err(format!("unknown shorthand flag: {:?} in {a}", &rest[..1])),
-            }
+    let arity = |name: &str| {
+        Some(if name == "help" || bools.contains(&name) {
+            Arity::Bool
         } else {
-            pos.push(a.clone());
-            continue;
-        };
-        let (name, inline) = match name_val.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (name_val.to_string(), None),
-        };
-        let value = if bools.contains(&name.as_str()) || name == "help" {
-            inline.unwrap_or_else(|| "true".to_string())
-        } else {
-            match inline {
-                Some(v) => v,
-                None if i < args.len() => {
-                    i += 1;
-                    args[i - 1].clone()
-                }
-                None => return Err(format!("flag needs an argument: --{name}")),
-            }
-        };
-        flags.push((name, value));
-    }
-    Ok((pos, flags))
+            Arity::Value
+        })
+    };
+    let mut cl = CommandLine::new(
+        args,
+        Syntax::Pflag {
+            shorthands: SHORTHANDS,
+        },
+        arity,
+    );
+    let flags = cl
+        .by_ref()
+        .map(|f| f.map(|f| (f.name, f.value)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok((cl.positional().to_vec(), flags))
 }
 
 fn parse_bool(flag: &str, v: &str) -> bool {
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
-        _ => fail(format!("invalid argument {v:?} for \"--{flag}\" flag: strconv.ParseBool: parsing {v:?}: invalid syntax")),
-    }
+    config::parse_bool(v).unwrap_or_else(|_| {
+        fail(format!("invalid argument {v:?} for \"--{flag}\" flag: strconv.ParseBool: parsing {v:?}: invalid syntax"))
+    })
 }
 
 fn snapshot_restore(args: &[String]) {

@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use cairn_engine::{Db, Options};
 use cairn_server::config::{self, Invocation};
 use cairn_server::membership::member_id;
+use cairn_server::schema::{
+    member_key, MemberRecord, MEMBERS, MEMBERS_REMOVED, META, META_CONSISTENT_INDEX, META_TERM,
+};
 use sha2::Digest as _;
 use sha2::Sha256;
 
@@ -39,31 +42,9 @@ pub struct RestoreOptions {
     pub skip_hash_check: bool,
 }
 
-/// One member of the restored cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewMember {
-    pub id: u64,
-    pub name: String,
-    pub peer_urls: Vec<String>,
-}
-
-impl NewMember {
-    /// The `members` bucket value: etcd's JSON for a member (`id`, `peerURLs`, `name`).
-    fn backend_value(&self) -> String {
-        let mut v = format!("{{\"id\":{},\"peerURLs\":", self.id);
-        v.push_str(&serde_json::to_string(&self.peer_urls).expect("strings serialize"));
-        if !self.name.is_empty() {
-            v.push_str(",\"name\":");
-            v.push_str(&serde_json::to_string(&self.name).expect("strings serialize"));
-        }
-        v.push('}');
-        v
-    }
-}
-
 /// The restored members, in `--initial-cluster` order of first appearance, after etcd's
 /// bootstrap checks.
-pub fn members(o: &RestoreOptions) -> Result<(String, Vec<NewMember>), String> {
+pub fn members(o: &RestoreOptions) -> Result<(String, Vec<MemberRecord>), String> {
     // Reuse the server's flag parser and its checks: the flags mean the same thing there.
     let mut args = Vec::new();
     if let Some(n) = &o.name {
@@ -84,7 +65,7 @@ pub fn members(o: &RestoreOptions) -> Result<(String, Vec<NewMember>), String> {
         return Err("unexpected flags".into());
     };
     cfg.verify_bootstrap().map_err(|e| e.to_string())?;
-    let mut out: Vec<NewMember> = Vec::new();
+    let mut out: Vec<MemberRecord> = Vec::new();
     for (name, _) in &cfg.initial_cluster {
         if out.iter().any(|m| &m.name == name) {
             continue;
@@ -94,10 +75,12 @@ pub fn members(o: &RestoreOptions) -> Result<(String, Vec<NewMember>), String> {
             .iter()
             .map(|u| u.to_string())
             .collect();
-        out.push(NewMember {
+        out.push(MemberRecord {
             id: member_id(&peer_urls, &cfg.initial_cluster_token),
-            name: name.clone(),
             peer_urls,
+            is_learner: false,
+            name: name.clone(),
+            client_urls: Vec::new(),
         });
     }
     Ok((cfg.name.clone(), out))
@@ -143,12 +126,8 @@ pub fn copy_and_verify(src: &Path, dst: &Path, skip: bool) -> Result<bool, Strin
     Ok(has_hash)
 }
 
-const MEMBERS: &[u8] = b"members";
-const MEMBERS_REMOVED: &[u8] = b"members_removed";
-const META: &[u8] = b"meta";
-
 /// Rewrites membership and the consistent index of a restored backend file.
-pub fn rewrite_backend(db_path: &Path, members: &[NewMember]) -> Result<(), String> {
+pub fn rewrite_backend(db_path: &Path, members: &[MemberRecord]) -> Result<(), String> {
     let db = Db::open(db_path, Options::default())
         .map_err(|e| format!("{} is not a usable bbolt file: {e}", db_path.display()))?;
     crate::status::integrity_check(&db)?;
@@ -172,19 +151,17 @@ pub fn rewrite_backend(db_path: &Path, members: &[NewMember]) -> Result<(), Stri
     {
         let mut b = tx.bucket_mut(MEMBERS).map_err(engine)?;
         for m in members {
-            b.put(
-                format!("{:x}", m.id).as_bytes(),
-                m.backend_value().as_bytes(),
-            )
-            .map_err(engine)?;
+            // etcd's member JSON: `id`, `peerURLs` and `name` for a restored member.
+            b.put(member_key(m.id).as_bytes(), &m.to_json())
+                .map_err(engine)?;
         }
     }
     {
         let mut meta = tx.create_bucket_if_not_exists(META).map_err(engine)?;
         let commit = members.len() as u64;
-        meta.put(b"consistent_index", &commit.to_be_bytes())
+        meta.put(META_CONSISTENT_INDEX, &commit.to_be_bytes())
             .map_err(engine)?;
-        meta.put(b"term", &1u64.to_be_bytes()).map_err(engine)?;
+        meta.put(META_TERM, &1u64.to_be_bytes()).map_err(engine)?;
     }
     tx.commit().map_err(engine)?;
     Ok(())

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use cairn_engine::{Db, Options};
+use cairn_server::schema::KEY;
 
 /// The report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +63,7 @@ pub fn status(path: &Path) -> Result<SnapshotStatus, String> {
             )
         })?;
         st.hash = crc32c::crc32c_append(st.hash, &name);
-        let is_key = name == b"key";
+        let is_key = name == KEY;
         let mut c = b.cursor();
         let mut next = c.first();
         while let Some((k, v)) = next {

@@ -10,19 +10,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::AutoCompaction;
 use crate::pb::etcdserverpb::CompactionRequest;
 use crate::raft::Proposer;
-use crate::server::{AutoCompaction, ServerOptions};
 use crate::state::State;
 
+/// Starts the compactor for `mode`; revision mode looks every `check` (etcd: 5 minutes).
 pub(crate) fn spawn(
     state: Arc<State>,
     raft: Arc<Proposer>,
-    opts: &ServerOptions,
+    mode: AutoCompaction,
+    check: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let mode = opts.auto_compaction;
-    let check = opts.auto_compaction_check_interval;
     tokio::spawn(async move {
         let step = match mode {
             AutoCompaction::Off => return,
