@@ -34,6 +34,7 @@ pub mod membership;
 mod mvcc;
 pub mod pb;
 mod raft;
+mod recover;
 pub mod schema;
 mod server;
 mod snapshot;

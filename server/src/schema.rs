@@ -128,6 +128,26 @@ pub struct ConfStateRecord {
     pub learners: Vec<u64>,
 }
 
+impl ConfStateRecord {
+    /// raft-rs's form of the configuration.
+    pub fn to_raft(&self) -> raft::eraftpb::ConfState {
+        raft::eraftpb::ConfState {
+            voters: self.voters.clone(),
+            learners: self.learners.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The record of raft-rs's configuration (ids sorted, as stored).
+    pub fn from_raft(cs: &raft::eraftpb::ConfState) -> ConfStateRecord {
+        let mut voters = cs.voters.clone();
+        voters.sort_unstable();
+        let mut learners = cs.learners.clone();
+        learners.sort_unstable();
+        ConfStateRecord { voters, learners }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

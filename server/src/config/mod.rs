@@ -16,6 +16,7 @@
 //! member (3.6 lowered it to 10 000).
 
 mod flags;
+mod options;
 mod values;
 mod yaml;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub use flags::{Arity, CommandLine, Flag, FlagError, Syntax};
 use flags::{Kind, Support};
+pub(crate) use options::Options;
 pub use values::{parse_bool, Scheme, Url};
 
 /// etcd's defaults.

@@ -147,7 +147,7 @@ impl Loop {
                 m.remove(be, id);
             }
         }
-        membership::stage_conf_state(be, &storage::to_record(&cs));
+        membership::stage_conf_state(be, &MemberConf::from_raft(&cs));
         if !removes_me {
             self.node.mut_store().mem.wl().set_conf_state(cs.clone());
         }

@@ -46,8 +46,8 @@ use tokio::sync::oneshot;
 use crate::apply::{self, InternalRequest, Members, Response};
 use crate::error::{Error, Fatal, Result};
 use crate::membership::{self, Membership};
-use crate::mvcc::store::Recovered;
-use crate::schema::MemberRecord;
+use crate::recover::RaftLog;
+use crate::schema::{ConfStateRecord as MemberConf, MemberRecord};
 use crate::schema::{META_CONSISTENT_INDEX, META_TERM};
 use crate::state::State;
 use crate::transport::{SnapshotSource, Transport};
@@ -148,21 +148,19 @@ pub(crate) struct RaftOptions {
     pub(crate) tick: Duration,
     pub(crate) election_ticks: usize,
     pub(crate) snapshot_count: u64,
-    pub(crate) wal_dir: PathBuf,
     pub(crate) snap_dir: PathBuf,
 }
 
-/// Starts the raft loop thread. `conf` is raft's configuration at the backend's consistent
-/// index.
+/// Starts the raft loop thread on the replayed log (see `crate::recover::raft_log`).
 pub(crate) fn start(
     state: Arc<State>,
     proposer: Arc<Proposer>,
     opts: RaftOptions,
-    rec: &Recovered,
-    conf: ConfState,
+    log: RaftLog,
     transport: Arc<Transport>,
 ) -> Result<std::thread::JoinHandle<()>> {
-    let boot = storage::open(&opts, rec, conf)?;
+    let applied_term = log.applied_term;
+    let boot = storage::open(log)?;
     let snap_cell = boot.storage.snap.clone();
     let cfg = raft::Config {
         id: state.member.id,
@@ -198,7 +196,7 @@ pub(crate) fn start(
         snap_cell,
         conf: boot.conf,
         applied_index: boot.applied,
-        applied_term: rec.term,
+        applied_term,
         committed_ci: boot.applied,
         last_snapshot: boot.snapshot_index,
         last_commit: Instant::now(),

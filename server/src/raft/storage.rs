@@ -17,10 +17,8 @@ use raft::prelude::Entry;
 use raft::storage::{MemStorage, RaftState, Storage};
 use raft::{GetEntriesContext, StorageError};
 
-use super::RaftOptions;
 use crate::error::{Error, Result};
-use crate::mvcc::store::Recovered;
-use crate::schema::ConfStateRecord;
+use crate::recover::RaftLog;
 
 fn wal_err(e: cairn_wal::Error) -> Error {
     Error::from(e)
@@ -89,84 +87,18 @@ pub(super) struct Boot {
     pub(super) conf: ConfState,
 }
 
-pub(crate) fn to_conf_state(r: &ConfStateRecord) -> ConfState {
-    ConfState {
-        voters: r.voters.clone(),
-        learners: r.learners.clone(),
-        ..Default::default()
-    }
-}
-
-pub(crate) fn to_record(cs: &ConfState) -> ConfStateRecord {
-    let mut voters = cs.voters.clone();
-    voters.sort_unstable();
-    let mut learners = cs.learners.clone();
-    learners.sort_unstable();
-    ConfStateRecord { voters, learners }
-}
-
-/// Opens the WAL and rebuilds the raft log. `conf` is raft's configuration at the backend's
-/// consistent index (empty for a member that joins an existing cluster and waits for the
-/// leader's snapshot).
-pub(super) fn open(opts: &RaftOptions, rec: &Recovered, conf: ConfState) -> Result<Boot> {
-    std::fs::create_dir_all(&opts.wal_dir)
-        .map_err(|e| Error::Internal(format!("create {}: {e}", opts.wal_dir.display())))?;
-    std::fs::create_dir_all(&opts.snap_dir)
-        .map_err(|e| Error::Internal(format!("create {}: {e}", opts.snap_dir.display())))?;
-    // The raft loop is the WAL's only appender, one batch at a time: measured on this
-    // workload, pwritev + fdatasync answers a single client sooner than the io_uring
-    // submission (1303 vs 825 puts/s, one client), so it is the server's default.
-    // CAIRN_WAL_BACKEND=io_uring|auto|pwritev chooses.
-    let backend = match std::env::var("CAIRN_WAL_BACKEND").as_deref() {
-        Ok("io_uring") => cairn_wal::BackendChoice::IoUring,
-        Ok("auto") => cairn_wal::BackendChoice::Auto,
-        _ => cairn_wal::BackendChoice::Pwritev,
-    };
-    let wal_opts = cairn_wal::Options {
-        backend,
-        ..Default::default()
-    };
-    let (wal, replay) = Wal::open(&opts.wal_dir, wal_opts).map_err(wal_err)?;
-    tracing::info!(backend = ?wal.backend(), "WAL opened");
-    let ci = rec.consistent_index;
-    let (mut snap_index, mut snap_term) = replay
-        .snapshot
-        .as_ref()
-        .map(|m| (m.index, m.term))
-        .unwrap_or((0, 0));
-    let mut entries: Vec<&cairn_wal::Entry> = replay
-        .entries
-        .iter()
-        .filter(|e| e.index > snap_index)
-        .collect();
-    // Does the log agree with the backend at the consistent index? (Same index and term
-    // means the same history up to there.) When it does not — the backend was installed
-    // from a leader's snapshot or restored from a file — the backend is the snapshot and
-    // the log restarts after it.
-    let log_term_at_ci = if ci == snap_index {
-        Some(snap_term)
-    } else {
-        entries.iter().find(|e| e.index == ci).map(|e| e.term)
-    };
-    let consistent =
-        ci == 0 || log_term_at_ci == Some(rec.term) || (rec.term == 0 && log_term_at_ci.is_some());
-    if !consistent {
-        let dropped = entries.len();
-        snap_index = ci;
-        snap_term = rec.term.max(1);
-        entries.clear();
-        wal.append_blocking(vec![Record::Snapshot(cairn_wal::SnapshotMarker {
-            index: snap_index,
-            term: snap_term,
-        })])
-        .map_err(wal_err)?;
-        tracing::info!(
-            index = snap_index,
-            term = snap_term,
-            dropped_entries = dropped,
-            "raft log restarts at the backend's index"
-        );
-    }
+/// Rebuilds raft-rs's memory log from the replayed WAL (see `crate::recover::raft_log`).
+pub(super) fn open(log: RaftLog) -> Result<Boot> {
+    let RaftLog {
+        wal,
+        snapshot_index: snap_index,
+        snapshot_term: snap_term,
+        entries,
+        hard_state,
+        applied: ci,
+        conf,
+        ..
+    } = log;
     let mem = MemStorage::new();
     {
         let mut s = mem.wl();
@@ -182,12 +114,12 @@ pub(super) fn open(opts: &RaftOptions, rec: &Recovered, conf: ConfState) -> Resu
         // raft's configuration is the one at the applied index; entries after it are
         // applied again (conf changes among them too).
         s.set_conf_state(conf.clone());
-        let entries: Vec<Entry> = entries.into_iter().map(from_wal).collect();
+        let entries: Vec<Entry> = entries.iter().map(from_wal).collect();
         let last = entries.last().map(|e| e.index).unwrap_or(snap_index);
         s.append(&entries)
             .map_err(|e| Error::Internal(format!("raft log: {e}")))?;
         let mut hs = HardState::default();
-        if let Some(h) = &replay.hard_state {
+        if let Some(h) = &hard_state {
             hs.term = h.term;
             hs.vote = h.vote;
             hs.commit = h.commit;
