@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what the compatibility tests need (etcd, etcdctl,
-# etcdutl, Go bbolt), then runs every crate's tests and builds the benchmarks.
+# The whole test suite: checks formatting and lints (clippy, warnings are errors), installs
+# what the compatibility tests need (etcd, etcdctl, etcdutl, Go bbolt), then runs every
+# crate's tests and builds the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 ./scripts/install-test-deps.sh
 export PATH="$PWD/target/testdeps/bin:$PATH"
 cargo test --workspace --locked

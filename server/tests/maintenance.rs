@@ -296,7 +296,7 @@ async fn member_list_move_leader_and_unimplemented() {
     assert_eq!(m.id(), ml.header().unwrap().member_id());
     assert_eq!(m.name(), "default");
     assert_eq!(m.peer_urls(), ["http://localhost:2380"]);
-    assert_eq!(m.client_urls(), [ts.endpoint.clone()]);
+    assert_eq!(m.client_urls(), std::slice::from_ref(&ts.endpoint));
 
     c.move_leader(m.id()).await.unwrap();
     let e = c.move_leader(m.id() ^ 1).await.unwrap_err();
