@@ -1,28 +1,31 @@
 //! cairn-server: an etcd v3 member.
 //!
-//! Module map (see ../shared/DESIGN.md):
-//! - `server`: [`Server::start`] (taking a [`Config`]) / [`Server::stop`] — the entry point.
-//! - `api`: the gRPC services (KV, Maintenance, Cluster; health); unknown services answer
-//!   Unimplemented.
-//! - `raft`: the raft-rs loop: proposals, WAL group commit, apply, ReadIndex batching,
-//!   backend batch commits, log compaction.
-//! - `apply`: executes committed requests (one revision per write request).
+//! [`Server::start`] takes a [`Config`] (etcd's flags, `ETCD_*` variables and
+//! `--config-file` YAML, parsed by [`config`]) and serves until [`Server::stop`]. How the
+//! member is built — the path of a Put from gRPC to disk, the threads, the formats — is in
+//! `docs/architecture.md` at the repository root.
+//!
+//! Modules, lowest layer first; each uses only modules above it (the `module_layers` test
+//! fails on any import cycle):
+//! - `error`, `pb`, [`schema`]: client-visible errors and [`error::Fatal`]; generated
+//!   protobuf code; the backend file's layout (bucket names, meta keys, member JSON).
 //! - `mvcc`: the revision store (cairn-index + cairn-engine with etcd's bucket layout).
-//! - `membership`: member and cluster ids, derived like etcd's.
-//! - `schema`: the backend file's layout (bucket names, meta keys, member JSON), shared
-//!   with `cairnutl`.
-//! - `compactor`: automatic compaction.
+//! - [`membership`]: member and cluster ids, derived like etcd's; the member records.
+//! - `lease`: the lessor (leases, deadlines, attached keys).
+//! - `watch`: the watch hub (synced and catching-up watchers, bounded stream queues).
+//! - `state`: `State`, what applying entries changes and what reads see.
+//! - `apply`: `apply(&State, Op)`; the raft entry format and the typed request/response
+//!   pairs (`apply/request.rs`).
 //! - `transport`: raft messages and snapshots between members (Cairn's own protocol).
-//! - `snapshot`: installing a backend received from the leader; streaming ours.
-//! - `lease`: the lessor (grant, revoke, keep-alive, expiry through raft).
-//! - `watch`: the watchable store (synced and catching-up watchers, bounded stream queues).
-//! - `config`: [`Config`], a member's configuration, from etcd's flags, `ETCD_*` environment
-//!   variables and `--config-file` YAML; the command-line tokenizer of `cairn` and
-//!   `cairnutl`.
-//! - `http`: `/health`, `/version`, `/livez`, `/readyz` on the client port.
-//! - `status`: the [`status::MemberStatus`] trait the HTTP handlers are written against.
-//! - `pb`: generated protobuf/gRPC code for etcd's packages.
-//! - `error`: etcd's client-visible errors.
+//! - `snapshot`: installing a backend received from the leader; a pinned view of ours.
+//! - `raft`: the raft-rs loop thread and `Proposer`, the handle the services use.
+//! - `api`: the gRPC services (KV, Watch, Lease, Cluster, Maintenance; health); request
+//!   checks; unknown services answer Unimplemented.
+//! - `tasks`: lease expiry and checkpoints, automatic compaction.
+//! - `recover`: start-up and crash recovery.
+//! - [`config`], [`http`], [`status`]: configuration; `/health`, `/version`, `/livez`,
+//!   `/readyz`; the [`status::MemberStatus`] trait the HTTP handlers use.
+//! - `server`: [`Server`], wiring it all together.
 
 mod api;
 mod apply;

@@ -173,7 +173,7 @@ fn main() {
         ["snapshot", "restore", ..] => snapshot_restore(&args[2..]),
         ["snapshot", "status", ..] => snapshot_status(&args[2..]),
         ["snapshot", "save", ..] => fail(
-            "snapshot save is an online command: use etcdctl (or cairnctl) snapshot save against a running member",
+            "snapshot save is an online command: use etcdctl snapshot save against a running member",
         ),
         ["defrag", ..] => defrag_cmd(&args[1..]),
         ["version"] | ["--version"] => {
