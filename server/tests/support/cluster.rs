@@ -1,6 +1,6 @@
 //! Multi-process clusters on loopback for the fault tests: n real `cairn` (or etcd 3.5.1)
 //! processes, each behind a [`PeerProxy`] so the test can partition peers, plus clients that
-//! record every operation for the linearizability checker.
+//! record every operation for the linearizability checker (`cairn-linearize`).
 //!
 //! ```ignore
 //! let mut c = Cluster::start(Impl::Cairn, 3, ClusterOpts::default()).await;
@@ -15,9 +15,9 @@
 //! measured.
 #![allow(dead_code)]
 
-use super::linearize::{check, execute, Input, Op, Output, Recorder};
 use super::proxy::{Partition, PeerProxy};
 use super::{clean_command, etcd_bin, free_port, Impl};
+use cairn_linearize::{check, execute, Input, Op, Output, Recorder};
 use etcd_client::{Client, ConnectOptions, GetOptions, KvClient, MemberAddOptions};
 use std::fmt::Write as _;
 use std::net::SocketAddr;

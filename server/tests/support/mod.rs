@@ -395,5 +395,4 @@ impl Drop for Member {
 }
 
 pub mod cluster;
-pub mod linearize;
 pub mod proxy;
