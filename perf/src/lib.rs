@@ -1,5 +1,7 @@
 //! `cairn-perf`: the `cairn-bench` load tool and the side-by-side comparison.
 //!
+//! Where this crate fits in Cairn: `docs/architecture.md` at the repository root.
+//!
 //! - [`cli`]: flags and subcommands, named as etcd's `benchmark` names them.
 //! - `conn`: connections spread over endpoints, clients over connections, auth.
 //! - `driver`: the request loop (clients, total, rate, Ctrl-C, progress bar).

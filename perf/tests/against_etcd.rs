@@ -3,31 +3,21 @@
 //! reporting, never speed.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cairn_testkit::{find_tool, free_port, Flags, Proc};
 use serde_json::Value;
 
 fn etcd_351() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/testdeps/etcd-3.5.1/etcd");
-    p.exists().then_some(p)
+    find_tool("CAIRN_ETCD_351_DIR", "etcd-3.5.1", "etcd")
 }
 
-fn free_port() -> u16 {
-    cairn_perf::compare::free_port().expect("a free port")
-}
-
+/// A one-member etcd, killed on drop (before its directory goes).
 struct Etcd {
-    child: Child,
+    _proc: Proc,
     endpoint: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_etcd(bin: &PathBuf) -> Etcd {
@@ -35,31 +25,21 @@ fn start_etcd(bin: &PathBuf) -> Etcd {
     let (c, p) = (free_port(), free_port());
     let client = format!("http://127.0.0.1:{c}");
     let peer = format!("http://127.0.0.1:{p}");
-    let child = Command::new(bin)
-        .args(["--name", "t"])
-        .arg("--data-dir")
-        .arg(dir.path().join("t.etcd"))
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("t={peer}")])
-        .args(["--log-level", "error"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start etcd");
+    let flags = Flags {
+        name: "t".into(),
+        data_dir: dir.path().join("t.etcd"),
+        client_url: client,
+        listen_peer_url: peer.clone(),
+        advertise_peer_url: peer.clone(),
+        initial_cluster: format!("t={peer}"),
+        initial_cluster_state: None,
+        initial_cluster_token: None,
+        extra: vec!["--log-level=error".into()],
+    };
+    let mut proc = Proc::new(bin, dir.path().join("t.log"));
+    proc.spawn(&flags.args()).expect("start etcd");
     let etcd = Etcd {
-        child,
+        _proc: proc,
         endpoint: format!("127.0.0.1:{c}"),
         _dir: dir,
     };

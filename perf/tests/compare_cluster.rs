@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use cairn_testkit::find_tool;
+
 fn etcd_351() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/testdeps/etcd-3.5.1/etcd");
-    if p.exists() {
+    if let Some(p) = find_tool("CAIRN_ETCD_351_DIR", "etcd-3.5.1", "etcd") {
         return Some(p);
     }
     if std::env::var("CI").as_deref() == Ok("true") {

@@ -6,23 +6,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
-use support::{clean_command, etcd_bin, free_port, http_get, Impl};
-
-/// Processes killed (and waited for) on drop.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use support::{etcd_bin, free_port, http_get, is_healthy, Flags, Impl, Proc};
 
 struct Layout {
     client: Vec<u16>,
@@ -47,36 +34,33 @@ impl Layout {
     }
 }
 
-/// Starts member `i` of a new cluster laid out as `l`, with `token`.
-fn spawn(which: Impl, l: &Layout, i: usize, token: &str, dir: &Path) -> Child {
+/// Starts member `i` of a new cluster laid out as `l`, with `token` (killed on drop).
+fn spawn(which: Impl, l: &Layout, i: usize, token: &str, dir: &Path) -> Proc {
     let client = format!("http://127.0.0.1:{}", l.client[i]);
     let peer = format!("http://127.0.0.1:{}", l.peer[i]);
-    let log =
-        std::fs::File::create(dir.join(format!("{}-m{i}.log", which.label()))).expect("log file");
-    let mut c = clean_command(&etcd_bin(which));
-    c.args([
-        format!("--name=m{i}"),
-        format!(
-            "--data-dir={}",
-            dir.join(format!("{}-m{i}", which.label())).display()
-        ),
-        format!("--listen-client-urls={client}"),
-        format!("--advertise-client-urls={client}"),
-        format!("--listen-peer-urls={peer}"),
-        format!("--initial-advertise-peer-urls={peer}"),
-        format!("--initial-cluster={}", l.initial_cluster()),
-        format!("--initial-cluster-token={token}"),
-        "--initial-cluster-state=new".to_string(),
-        "--heartbeat-interval=50".to_string(),
-        "--election-timeout=500".to_string(),
-    ])
-    .stdin(Stdio::null())
-    .stdout(log.try_clone().expect("log fd"))
-    .stderr(log);
+    let mut p = Proc::new(
+        etcd_bin(which),
+        dir.join(format!("{}-m{i}.log", which.label())),
+    );
     if which == Impl::Cairn {
-        c.env("RUST_LOG", "info");
+        p.env("RUST_LOG", "info");
     }
-    c.spawn().expect("spawn member")
+    let flags = Flags {
+        name: format!("m{i}"),
+        data_dir: dir.join(format!("{}-m{i}", which.label())),
+        client_url: client,
+        listen_peer_url: peer.clone(),
+        advertise_peer_url: peer,
+        initial_cluster: l.initial_cluster(),
+        initial_cluster_state: Some("new".to_string()),
+        initial_cluster_token: Some(token.to_string()),
+        extra: vec![
+            "--heartbeat-interval=50".to_string(),
+            "--election-timeout=500".to_string(),
+        ],
+    };
+    p.spawn(&flags.args()).expect("spawn member");
+    p
 }
 
 /// Waits until `/health` on every member says healthy (a leader is known).
@@ -84,10 +68,8 @@ fn wait_healthy(l: &Layout) {
     let deadline = Instant::now() + Duration::from_secs(60);
     for p in &l.client {
         loop {
-            if let Ok((200, body)) = http_get(&format!("127.0.0.1:{p}"), "/health") {
-                if body.contains("\"health\":\"true\"") {
-                    break;
-                }
+            if is_healthy(&format!("127.0.0.1:{p}")) {
+                break;
             }
             assert!(
                 Instant::now() < deadline,
@@ -128,11 +110,9 @@ async fn member_and_cluster_ids_match_etcd() {
     let token = "cairn-bootstrap-test";
     let mut seen = Vec::new();
     for which in [Impl::Etcd351, Impl::Cairn] {
-        let procs = Procs(
-            (0..3)
-                .map(|i| spawn(which, &l, i, token, dir.path()))
-                .collect(),
-        );
+        let procs: Vec<Proc> = (0..3)
+            .map(|i| spawn(which, &l, i, token, dir.path()))
+            .collect();
         wait_healthy(&l);
         seen.push((which.label(), identity(&l).await));
         drop(procs);
@@ -151,10 +131,10 @@ async fn member_and_cluster_ids_match_etcd() {
 async fn members_with_different_tokens_refuse_each_other() {
     let dir = tempfile::tempdir().expect("temp dir");
     let l = Layout::new(2);
-    let _procs = Procs(vec![
+    let _procs = [
         spawn(Impl::Cairn, &l, 0, "token-a", dir.path()),
         spawn(Impl::Cairn, &l, 1, "token-b", dir.path()),
-    ]);
+    ];
     // Each member refuses the other's connections; wait until both logged a refusal.
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in 0..2 {

@@ -54,14 +54,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use regex::{Captures, Regex};
 use serde_json::Value;
-use support::{clean_command, etcd_bin, etcdctl, free_port, http_get, Ctl, Impl, Output};
+use support::{etcd_bin, etcdctl, free_port, is_healthy, Ctl, Flags, Impl, Output, Proc};
 
 /// Cluster token of both runs (part of etcd's member id derivation).
 const TOKEN: &str = "golden-cluster";
@@ -118,8 +117,7 @@ impl Ports {
 /// One server process of the cluster; killed on drop.
 struct Node {
     name: String,
-    child: Option<Child>,
-    log: PathBuf,
+    proc: Proc,
 }
 
 impl Node {
@@ -131,60 +129,38 @@ impl Node {
         initial_cluster: &str,
         state: &str,
     ) -> Node {
-        let log = dir.join(format!("{name}.log"));
-        let f = std::fs::File::create(&log).expect("member log");
-        let mut c = clean_command(&etcd_bin(which));
-        c.arg(format!("--name={name}"))
-            .arg(format!("--data-dir={}", dir.join(name).display()))
-            .arg(format!(
-                "--listen-client-urls={}",
-                ports.url(&format!("{name}-client"))
-            ))
-            .arg(format!(
-                "--advertise-client-urls={}",
-                ports.url(&format!("{name}-client"))
-            ))
-            .arg(format!(
-                "--listen-peer-urls={}",
-                ports.url(&format!("{name}-peer"))
-            ))
-            .arg(format!(
-                "--initial-advertise-peer-urls={}",
-                ports.url(&format!("{name}-peer"))
-            ))
-            .arg(format!("--initial-cluster={initial_cluster}"))
-            .arg(format!("--initial-cluster-state={state}"))
-            .arg(format!("--initial-cluster-token={TOKEN}"))
-            .args(TIMING)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("log fd"))
-            .stderr(f);
-        if which == Impl::Cairn && std::env::var_os("RUST_LOG").is_none() {
-            c.env("RUST_LOG", "warn");
+        let mut proc = Proc::new(etcd_bin(which), dir.join(format!("{name}.log")));
+        if which == Impl::Cairn {
+            proc.default_env("RUST_LOG", "warn");
         }
-        let child = c
-            .spawn()
+        let client = ports.url(&format!("{name}-client"));
+        let peer = ports.url(&format!("{name}-peer"));
+        let flags = Flags {
+            name: name.to_string(),
+            data_dir: dir.join(name),
+            client_url: client,
+            listen_peer_url: peer.clone(),
+            advertise_peer_url: peer,
+            initial_cluster: initial_cluster.to_string(),
+            initial_cluster_state: Some(state.to_string()),
+            initial_cluster_token: Some(TOKEN.to_string()),
+            extra: TIMING.iter().map(|f| f.to_string()).collect(),
+        };
+        proc.spawn(&flags.args())
             .unwrap_or_else(|e| panic!("spawn {}: {e}", which.label()));
         Node {
             name: name.to_string(),
-            child: Some(child),
-            log,
+            proc,
         }
     }
 
     fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        self.proc.log_tail(30)
     }
 
     /// Panics (with the log) when the process has exited.
     fn assert_running(&mut self, what: &str) {
-        if let Some(st) = self
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-        {
+        if let Some(st) = self.proc.exited() {
             panic!(
                 "{} exited ({st}) while {what}; log:\n{}",
                 self.name,
@@ -195,27 +171,7 @@ impl Node {
 
     /// Waits up to `limit` for the process to exit by itself; its exit code if it did.
     fn wait_exit(&mut self, limit: Duration) -> Option<Option<i32>> {
-        let deadline = Instant::now() + limit;
-        let c = self.child.as_mut()?;
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                self.child = None;
-                return Some(st.code());
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.proc.wait_exit(limit)
     }
 }
 
@@ -556,10 +512,8 @@ impl Run {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             self.nodes[i].assert_running("starting");
-            if let Ok((200, body)) = http_get(&addr, "/health") {
-                if body.contains("\"health\":\"true\"") {
-                    return;
-                }
+            if is_healthy(&addr) {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -644,7 +598,7 @@ impl Run {
     fn running_endpoints(&self) -> Vec<String> {
         self.nodes
             .iter()
-            .filter(|n| n.child.is_some())
+            .filter(|n| n.proc.started())
             .map(|n| self.ports.addr(&format!("{}-client", n.name)))
             .collect()
     }
@@ -866,7 +820,7 @@ fn transcript(which: Impl, ports: Ports) -> Transcript {
             .join(format!("cluster-golden-logs-{}", which.label()));
         let _ = std::fs::create_dir_all(&keep);
         for n in &run.nodes {
-            let _ = std::fs::copy(&n.log, keep.join(format!("{}.log", n.name)));
+            let _ = std::fs::copy(n.proc.log_path(), keep.join(format!("{}.log", n.name)));
         }
     }
     // The reference must run the whole session, else the comparison proves little.

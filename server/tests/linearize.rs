@@ -1,16 +1,14 @@
-//! The linearizability checker (`support/linearize.rs`) on hand-made histories with known
+//! The linearizability checker (`cairn-linearize`) on hand-made histories with known
 //! answers and on generated ones: histories produced by running the sequential model at random
 //! linearization points inside random call windows are linearizable by construction and must
 //! pass; the same histories with one read corrupted must fail. No servers are started.
 //!
 //! `CAIRN_HEAVY_LINEARIZE=1` makes the generated histories much larger.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use support::linearize::{
+use cairn_linearize::{
     check, check_with, CmpOp, Compare, Input, Kv, Model, Op, Options, Output, Recorder, TxnResult,
     Verdict,
 };
@@ -53,7 +51,7 @@ fn kv(k: &str, v: &str, create: i64, modr: i64, version: i64) -> Kv {
 }
 
 #[track_caller]
-fn assert_illegal(h: &[Op]) -> support::linearize::Violation {
+fn assert_illegal(h: &[Op]) -> cairn_linearize::Violation {
     let r = check(h);
     r.expect_illegal().clone()
 }

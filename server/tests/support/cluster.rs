@@ -1,6 +1,7 @@
 //! Multi-process clusters on loopback for the fault tests: n real `cairn` (or etcd 3.5.1)
-//! processes, each behind a [`PeerProxy`] so the test can partition peers, plus clients that
-//! record every operation for the linearizability checker.
+//! processes (started, killed and restarted by the test kit's [`cairn_testkit::Cluster`]),
+//! each behind a [`PeerProxy`] so the test can partition peers, plus clients that record
+//! every operation for the linearizability checker (`cairn-linearize`).
 //!
 //! ```ignore
 //! let mut c = Cluster::start(Impl::Cairn, 3, ClusterOpts::default()).await;
@@ -15,14 +16,13 @@
 //! measured.
 #![allow(dead_code)]
 
-use super::linearize::{check, execute, Input, Op, Output, Recorder};
 use super::proxy::{Partition, PeerProxy};
-use super::{clean_command, etcd_bin, free_port, Impl};
+use super::{etcd_bin, Impl};
+use cairn_linearize::{check, execute, Input, Op, Output, Recorder};
 use etcd_client::{Client, ConnectOptions, GetOptions, KvClient, MemberAddOptions};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,64 +65,6 @@ pub fn heavy() -> bool {
     std::env::var("CAIRN_HEAVY").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// One member process of a [`Cluster`].
-pub struct Node {
-    pub name: String,
-    pub data_dir: PathBuf,
-    pub client_port: u16,
-    /// The member's real peer listener.
-    pub peer_port: u16,
-    /// The proxy in front of it (its URL is the advertised peer URL), if proxied.
-    pub proxy: Option<PeerProxy>,
-    /// Member id (0 until learned).
-    pub id: u64,
-    pub initial_cluster: String,
-    pub initial_state: &'static str,
-    /// Removed from the cluster by the test.
-    pub removed: bool,
-    child: Option<Child>,
-    pub log_path: PathBuf,
-}
-
-impl Node {
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    pub fn listen_peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
-    }
-
-    /// The URL other members use (the proxy's when proxied).
-    pub fn advertised_peer_url(&self) -> String {
-        match &self.proxy {
-            Some(p) => p.url(),
-            None => self.listen_peer_url(),
-        }
-    }
-
-    pub fn running(&mut self) -> bool {
-        match &mut self.child {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        let s = self.log();
-        let all: Vec<&str> = s.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
 /// Status of one member, as reported by the Status RPC.
 #[derive(Clone, Debug)]
 pub struct MemberStatus {
@@ -136,14 +78,34 @@ pub struct MemberStatus {
 }
 
 /// n member processes on loopback. Kills them and removes their directories on drop.
+///
+/// The processes (ports, data directories, logs, `--initial-cluster`, start and kill) are a
+/// [`cairn_testkit::Cluster`], which this derefs to: `c.nodes[i]` is member `i`.
 pub struct Cluster {
     pub which: Impl,
     pub opts: ClusterOpts,
     pub partition: Partition,
-    pub nodes: Vec<Node>,
+    /// The member processes.
+    pub procs: cairn_testkit::Cluster,
+    /// The [`PeerProxy`] in front of each member (its URL is the advertised peer URL), if
+    /// proxied.
+    pub proxies: Vec<Option<PeerProxy>>,
     pub history: Arc<History>,
-    pub token: String,
     dir: tempfile::TempDir,
+}
+
+impl Deref for Cluster {
+    type Target = cairn_testkit::Cluster;
+
+    fn deref(&self) -> &cairn_testkit::Cluster {
+        &self.procs
+    }
+}
+
+impl DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut cairn_testkit::Cluster {
+        &mut self.procs
+    }
 }
 
 static TOKEN_SERIAL: AtomicUsize = AtomicUsize::new(0);
@@ -160,28 +122,30 @@ impl Cluster {
             std::process::id(),
             TOKEN_SERIAL.fetch_add(1, Ordering::Relaxed)
         );
+        let mut flags = vec![
+            format!("--heartbeat-interval={}", opts.heartbeat_ms),
+            format!("--election-timeout={}", opts.election_ms),
+        ];
+        if let Some(s) = opts.snapshot_count {
+            flags.push(format!("--snapshot-count={s}"));
+        }
+        flags.extend(opts.extra.iter().cloned());
+        let procs = cairn_testkit::Cluster::new(etcd_bin(which), dir.path(), token, flags)
+            .expect("cluster directory");
         let mut c = Cluster {
             which,
             opts,
             partition: Partition::new(),
-            nodes: Vec::new(),
+            procs,
+            proxies: Vec::new(),
             history: Arc::new(History::new()),
-            token,
             dir,
         };
         for i in 0..n {
-            let node = c.new_node(&format!("m{i}"));
-            c.nodes.push(node);
+            c.new_node(&format!("m{i}"));
         }
-        let ic = c
-            .nodes
-            .iter()
-            .map(|n| format!("{}={}", n.name, n.advertised_peer_url()))
-            .collect::<Vec<_>>()
-            .join(",");
+        c.procs.bootstrap_all();
         for i in 0..n {
-            c.nodes[i].initial_cluster = ic.clone();
-            c.nodes[i].initial_state = "new";
             c.spawn(i);
         }
         let t0 = Instant::now();
@@ -197,81 +161,30 @@ impl Cluster {
         c
     }
 
-    fn new_node(&self, name: &str) -> Node {
-        let peer_port = free_port();
+    /// Lays out member `name` (not started), with its proxy when proxied; its index.
+    fn new_node(&mut self, name: &str) -> usize {
+        let i = self.procs.add_node(name).expect("free ports on 127.0.0.1");
         let proxy = self.opts.proxied.then(|| {
-            let target: SocketAddr = format!("127.0.0.1:{peer_port}").parse().unwrap();
+            let target: SocketAddr = format!("127.0.0.1:{}", self.procs.nodes[i].peer_port)
+                .parse()
+                .unwrap();
             PeerProxy::start(target, self.partition.clone())
         });
-        Node {
-            name: name.to_string(),
-            data_dir: self.dir.path().join(name),
-            client_port: free_port(),
-            peer_port,
-            proxy,
-            id: 0,
-            initial_cluster: String::new(),
-            initial_state: "new",
-            removed: false,
-            child: None,
-            log_path: self.dir.path().join(format!("{name}.log")),
+        let n = &mut self.procs.nodes[i];
+        n.advertise_peer_url = proxy.as_ref().map(PeerProxy::url);
+        if self.which == Impl::Cairn {
+            n.proc.default_env("RUST_LOG", &self.opts.cairn_log);
         }
-    }
-
-    /// The command line of member `i`.
-    pub fn args(&self, i: usize) -> Vec<String> {
-        let n = &self.nodes[i];
-        let o = &self.opts;
-        let mut a = vec![
-            format!("--name={}", n.name),
-            format!("--data-dir={}", n.data_dir.display()),
-            format!("--listen-client-urls={}", n.endpoint()),
-            format!("--advertise-client-urls={}", n.endpoint()),
-            format!("--listen-peer-urls={}", n.listen_peer_url()),
-            format!("--initial-advertise-peer-urls={}", n.advertised_peer_url()),
-            format!("--initial-cluster={}", n.initial_cluster),
-            format!("--initial-cluster-state={}", n.initial_state),
-            format!("--initial-cluster-token={}", self.token),
-            format!("--heartbeat-interval={}", o.heartbeat_ms),
-            format!("--election-timeout={}", o.election_ms),
-        ];
-        if let Some(s) = o.snapshot_count {
-            a.push(format!("--snapshot-count={s}"));
-        }
-        a.extend(o.extra.iter().cloned());
-        a
+        n.proc.env("NO_COLOR", "1");
+        self.proxies.push(proxy);
+        i
     }
 
     fn spawn(&mut self, i: usize) {
-        let args = self.args(i);
         let which = self.which;
-        let cairn_log = self.opts.cairn_log.clone();
-        let n = &mut self.nodes[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&n.log_path)
-            .expect("member log file");
-        let mut c = clean_command(&etcd_bin(which));
-        c.args(&args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log);
-        if which == Impl::Cairn && std::env::var_os("RUST_LOG").is_none() {
-            c.env("RUST_LOG", &cairn_log);
-        }
-        c.env("NO_COLOR", "1");
-        n.child = Some(
-            c.spawn()
-                .unwrap_or_else(|e| panic!("spawn {}: {e}", which.label())),
-        );
-    }
-
-    /// Indexes of members that are running and not removed.
-    pub fn live(&mut self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| !self.nodes[i].removed && self.nodes[i].running())
-            .collect()
+        self.procs
+            .spawn(i)
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", which.label()));
     }
 
     /// Client URLs of the live members.
@@ -345,7 +258,7 @@ impl Cluster {
             if let Ok(s) = self.status(i).await {
                 if s.member_id != 0 {
                     self.nodes[i].id = s.member_id;
-                    if let Some(p) = &self.nodes[i].proxy {
+                    if let Some(p) = &self.proxies[i] {
                         p.set_target_id(s.member_id);
                     }
                 }
@@ -420,10 +333,7 @@ impl Cluster {
 
     /// SIGKILL member `i` (no clean shutdown).
     pub fn kill9(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.procs.kill(i);
     }
 
     /// Starts member `i` again on the same data directory and ports and waits until it
@@ -482,10 +392,8 @@ impl Cluster {
     /// Returns its index.
     pub async fn add_member(&mut self, learner: bool) -> usize {
         let name = format!("m{}", self.nodes.len());
-        let node = self.new_node(&name);
-        let url = node.advertised_peer_url();
-        self.nodes.push(node);
-        let idx = self.nodes.len() - 1;
+        let idx = self.new_node(&name);
+        let url = self.nodes[idx].advertised_peer_url();
         let resp = self
             .retry_on_members(&[idx], Duration::from_secs(60), "MemberAdd", |mut c| {
                 let url = url.clone();
@@ -501,7 +409,7 @@ impl Cluster {
             .await;
         let added = resp.member().expect("MemberAdd answers the member");
         self.nodes[idx].id = added.id();
-        if let Some(p) = &self.nodes[idx].proxy {
+        if let Some(p) = &self.proxies[idx] {
             p.set_target_id(added.id());
         }
         let mut parts = Vec::new();
@@ -614,7 +522,8 @@ impl Cluster {
         })
         .await;
         // Keep the old proxy serving until every member switched: drop it after a while.
-        let old = self.nodes[i].proxy.replace(p);
+        let old = self.proxies[i].replace(p);
+        self.nodes[i].advertise_peer_url = Some(url.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(10)).await;
             drop(old);
