@@ -15,8 +15,8 @@
 //!    not hold the backend's consistent index at the backend's term (the backend came from
 //!    a leader's snapshot or a restored file), the backend is the snapshot and the log
 //!    restarts after it, with a marker recorded in the WAL.
-//! 4. [`finish_compaction`]: a compaction the backend records as scheduled but not
-//!    finished is finished before serving.
+//! 4. A compaction the backend records as scheduled but not finished is finished before
+//!    serving (`State::finish_compaction`, also used after a snapshot install).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,10 +31,9 @@ use crate::membership::{self, ClusterInfo, MemberInfo, Membership};
 use crate::mvcc::store::Recovered as Backend;
 use crate::mvcc::Store;
 use crate::schema::{
-    ConfStateRecord, MemberRecord, CLUSTER, CLUSTER_ID_KEY, CLUSTER_VERSION_KEY, META,
-    META_CONSISTENT_INDEX, META_TERM,
+    applied_meta, ConfStateRecord, MemberRecord, CLUSTER, CLUSTER_ID_KEY, CLUSTER_VERSION_KEY,
+    META, META_CONSISTENT_INDEX, META_TERM,
 };
-use crate::state::State;
 
 /// The data directory's paths.
 pub(crate) struct Dirs {
@@ -242,24 +241,6 @@ pub(crate) fn raft_log(dirs: &Dirs, backend: &Backend, conf: ConfState) -> Resul
     })
 }
 
-/// Finishes a compaction the backend records as started but not finished, committing
-/// between batches at the backend's own consistent index.
-pub(crate) fn finish_compaction(state: &State, backend: &Backend) -> Result<()> {
-    let Some(rev) = backend.pending_compaction else {
-        return Ok(());
-    };
-    tracing::info!(revision = rev, "resuming interrupted compaction");
-    let (ci, term) = (backend.consistent_index, backend.term);
-    let meta = move || {
-        vec![
-            (META_CONSISTENT_INDEX, ci.to_be_bytes().to_vec()),
-            (META_TERM, term.to_be_bytes().to_vec()),
-        ]
-    };
-    state.store.compact(rev, |be| be.commit(&meta()))?;
-    state.store.backend.commit(&meta())
-}
-
 fn read_u64(v: Option<Vec<u8>>) -> u64 {
     v.and_then(|v| {
         v.get(..8)
@@ -384,10 +365,7 @@ async fn bootstrap(
     // A new cluster starts with its configuration applied at index 1 of term 1 (every
     // member the same); a joiner starts empty and receives the leader's snapshot.
     let ci: u64 = if opts.initial_cluster_existing { 0 } else { 1 };
-    be.commit(&[
-        (META_CONSISTENT_INDEX, ci.to_be_bytes().to_vec()),
-        (META_TERM, ci.to_be_bytes().to_vec()),
-    ])?;
+    be.commit(&applied_meta(ci, ci))?;
     let info = MemberInfo {
         id,
         cluster_id,

@@ -58,6 +58,15 @@ pub const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 /// The revision of the last finished compaction.
 pub const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 
+/// The `meta` entries that record how far the backend has applied the raft log: the
+/// consistent index and its term, committed in the same transaction as what they cover.
+pub fn applied_meta(index: u64, term: u64) -> Vec<(&'static [u8], Vec<u8>)> {
+    vec![
+        (META_CONSISTENT_INDEX, index.to_be_bytes().to_vec()),
+        (META_TERM, term.to_be_bytes().to_vec()),
+    ]
+}
+
 // --- `cluster` bucket keys -------------------------------------------------------------
 
 /// The cluster version (e.g. `3.5.0`).

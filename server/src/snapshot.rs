@@ -20,7 +20,6 @@ use cairn_engine::ReadTx;
 
 use crate::error::Result;
 use crate::mvcc::store::Recovered;
-use crate::schema::{META_CONSISTENT_INDEX, META_TERM};
 use crate::state::State;
 use crate::transport::SnapshotSource;
 
@@ -36,21 +35,8 @@ pub(crate) fn install(state: &State, db_file: &Path) -> Result<Recovered> {
     let mut rec = state.store.replace(db_file)?;
     state.watch.restore(state.store.rev());
     state.reload()?;
-    if let Some(rev) = rec.pending_compaction.take() {
-        tracing::info!(
-            revision = rev,
-            "finishing the compaction recorded in the snapshot"
-        );
-        let meta = [
-            (
-                META_CONSISTENT_INDEX,
-                rec.consistent_index.to_be_bytes().to_vec(),
-            ),
-            (META_TERM, rec.term.to_be_bytes().to_vec()),
-        ];
-        state.store.compact(rev, |be| be.commit(&meta))?;
-        state.store.backend.commit(&meta)?;
-    }
+    state.finish_compaction(&rec)?;
+    rec.pending_compaction = None;
     tracing::info!(
         revision = state.store.rev(),
         compact_revision = state.store.compact_rev(),

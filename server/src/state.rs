@@ -14,10 +14,11 @@ use prost::Message;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::membership::{MemberInfo, Membership};
+use crate::mvcc::store::Recovered;
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{AlarmMember, AlarmType};
 use crate::pb::mvccpb::Event;
-use crate::schema::ALARM;
+use crate::schema::{applied_meta, ALARM};
 use crate::watch::WatchHub;
 
 /// Active alarms (mirrors the `alarm` bucket).
@@ -111,6 +112,18 @@ impl State {
         }
         self.alarms.load(alarms);
         self.lessor.restore(&self.store)
+    }
+
+    /// Finishes a compaction the backend records as started but not finished (start-up,
+    /// snapshot install), committing between batches at the backend's own applied index.
+    pub(crate) fn finish_compaction(&self, rec: &Recovered) -> Result<()> {
+        let Some(rev) = rec.pending_compaction else {
+            return Ok(());
+        };
+        tracing::info!(revision = rev, "finishing an interrupted compaction");
+        let meta = applied_meta(rec.consistent_index, rec.term);
+        self.store.compact(rev, |be| be.commit(&meta))?;
+        self.store.backend.commit(&meta)
     }
 
     /// The refusal of a write while the NOSPACE alarm is active.

@@ -3,12 +3,7 @@
 
 use super::*;
 
-pub(super) fn meta(ci: u64, term: u64) -> Vec<(&'static [u8], Vec<u8>)> {
-    vec![
-        (META_CONSISTENT_INDEX, ci.to_be_bytes().to_vec()),
-        (META_TERM, term.to_be_bytes().to_vec()),
-    ]
-}
+pub(super) use crate::schema::applied_meta as meta;
 
 impl Loop {
     pub(super) fn run_task(&mut self, t: LoopTask) -> Result<()> {

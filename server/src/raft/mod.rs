@@ -48,7 +48,7 @@ use crate::error::{Error, Fatal, Result};
 use crate::membership::{self, Membership};
 use crate::recover::RaftLog;
 use crate::schema::{ConfStateRecord as MemberConf, MemberRecord};
-use crate::schema::{META_CONSISTENT_INDEX, META_TERM};
+
 use crate::state::State;
 use crate::transport::{SnapshotSource, Transport};
 use commit::meta;

@@ -102,7 +102,7 @@ impl Server {
             raft: proposer.clone(),
             limits,
         });
-        recover::finish_compaction(&state, &backend)?;
+        state.finish_compaction(&backend)?;
         let transport = Arc::new(Transport::start(
             TransportConfig {
                 local_id: state.member.id,
