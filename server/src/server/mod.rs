@@ -18,6 +18,7 @@ use crate::state::State;
 use crate::status::MemberStatus;
 use crate::tasks::compactor;
 
+mod authority;
 mod publish;
 mod router;
 
@@ -152,8 +153,9 @@ impl Server {
             let addr = *addr;
             serving.push(tokio::spawn(async move {
                 tracing::info!(%addr, "serving client requests (gRPC and HTTP)");
-                let incoming =
-                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
+                let incoming = authority::fix_incoming(
+                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+                );
                 let res = tonic::transport::Server::builder()
                     .accept_http1(true)
                     .add_routes(router)
