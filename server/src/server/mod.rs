@@ -16,7 +16,7 @@ use crate::raft::{self, Proposer, RaftOptions};
 use crate::recover;
 use crate::state::State;
 use crate::status::MemberStatus;
-use crate::tasks::compactor;
+use crate::tasks::{compactor, corrupt};
 
 mod authority;
 mod publish;
@@ -42,6 +42,8 @@ impl Server {
         let opts = Options::new(&cfg)?;
         let dirs = recover::Dirs::of(&opts.data_dir);
         let disk = recover::open_backend(&dirs).await?;
+        // etcd checks only members that ran before (a new one has nothing to compare).
+        let corrupt_check = opts.initial_corrupt_check && disk.initialized();
 
         // Bind first so MemberList can report the real addresses.
         let mut listeners = Vec::new();
@@ -104,6 +106,10 @@ impl Server {
             limits,
         });
         recover::finish_compaction(&state, &backend)?;
+        if corrupt_check {
+            // Before the peer transport and raft start, as etcd does before Server.Start.
+            corrupt::initial_check(&state, corrupt::request_timeout(opts.election_timeout)).await?;
+        }
         let transport = Arc::new(Transport::start(
             TransportConfig {
                 local_id: state.member.id,
