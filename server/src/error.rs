@@ -86,6 +86,10 @@ pub enum Error {
     /// A feature this server does not implement yet.
     #[error("{0}")]
     Unimplemented(String),
+    /// This member's data differs from its peers' (start-up check; etcd's text, e.g.
+    /// `<member id> found data inconsistency with peers`).
+    #[error("{0}")]
+    Inconsistent(String),
 }
 
 impl Error {
@@ -118,6 +122,7 @@ impl Error {
             Canceled => Code::Cancelled,
             Fatal(_) | Internal(_) => Code::Unknown,
             Unimplemented(_) => Code::Unimplemented,
+            Inconsistent(_) => Code::DataLoss,
         }
     }
 }

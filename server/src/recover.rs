@@ -59,6 +59,13 @@ pub(crate) struct Disk {
     had_wal: bool,
 }
 
+impl Disk {
+    /// The member ran before (etcd's `memberInitialized`: a WAL exists).
+    pub(crate) fn initialized(&self) -> bool {
+        self.had_wal
+    }
+}
+
 /// Opens the backend file (blocking work on a blocking thread).
 pub(crate) async fn open_backend(dirs: &Dirs) -> Result<Disk> {
     let had_wal = dirs.wal.exists();

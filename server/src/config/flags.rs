@@ -208,7 +208,7 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         &["0"],
     ),
     // --- experimental (3.5 names) and their 3.6 replacements ---------------------------
-    no("experimental-initial-corrupt-check", Bool, &["false"]),
+    yes("experimental-initial-corrupt-check", Bool),
     no("experimental-corrupt-check-time", Duration, &["0s"]),
     no("corrupt-check-time", Duration, &["0s"]),
     no("experimental-compact-hash-check-enabled", Bool, &["false"]),

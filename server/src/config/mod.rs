@@ -150,6 +150,9 @@ pub struct Config {
     /// `--experimental-lease-checkpoint-interval`: how often the leader records the remaining
     /// TTLs of leases (etcd's default, also used for 0: 5 minutes).
     pub lease_checkpoint_interval: Duration,
+    /// `--experimental-initial-corrupt-check`: a restarted member compares its HashKV with
+    /// its peers' before serving, and refuses to start on a mismatch.
+    pub initial_corrupt_check: bool,
 }
 
 impl Default for Config {
@@ -179,6 +182,7 @@ impl Default for Config {
             enable_v2: false,
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
             lease_checkpoint_interval: DEFAULT_LEASE_CHECKPOINT_INTERVAL,
+            initial_corrupt_check: false,
         }
     }
 }
@@ -734,6 +738,10 @@ fn build(
                     .into(),
             );
         }
+    }
+    if let Some(r) = get("experimental-initial-corrupt-check") {
+        c.initial_corrupt_check =
+            values::parse_bool(&r.value).map_err(|e| bad(r, e.to_string()))?;
     }
     watch_and_lease(&mut c, get, warnings)?;
 

@@ -38,6 +38,7 @@ pub(crate) struct Options {
     pub(crate) auto_compaction_check_interval: Duration,
     pub(crate) watch_progress_notify_interval: Duration,
     pub(crate) lease_checkpoint_interval: Duration,
+    pub(crate) initial_corrupt_check: bool,
 }
 
 impl Options {
@@ -83,6 +84,7 @@ impl Options {
             auto_compaction_check_interval: cfg.auto_compaction_check_interval,
             watch_progress_notify_interval: cfg.watch_progress_notify_interval,
             lease_checkpoint_interval: cfg.lease_checkpoint_interval,
+            initial_corrupt_check: cfg.initial_corrupt_check,
         })
     }
 }

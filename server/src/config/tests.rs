@@ -99,6 +99,16 @@ fn go_flag_syntaxes() {
 #[test]
 fn boolean_flags() {
     assert!(config(&["--enable-v2"], &[]).enable_v2);
+    assert!(!config(&[], &[]).initial_corrupt_check);
+    assert!(config(&["--experimental-initial-corrupt-check"], &[]).initial_corrupt_check);
+    assert!(config(&["--experimental-initial-corrupt-check=true"], &[]).initial_corrupt_check);
+    assert!(
+        config(&[], &[("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", "true")]).initial_corrupt_check
+    );
+    assert!(!config(&["--experimental-initial-corrupt-check=false"], &[]).initial_corrupt_check);
+    assert!(error(&["--experimental-initial-corrupt-check=maybe"], &[])
+        .message()
+        .contains("experimental-initial-corrupt-check"));
     assert!(config(&["-enable-v2=true"], &[]).enable_v2);
     assert!(config(&["--enable-v2=1"], &[]).enable_v2);
     assert!(!config(&["--enable-v2=false"], &[]).enable_v2);
@@ -392,9 +402,6 @@ fn unsupported_flags_are_named() {
             .starts_with("flag --client-cert-auth is not supported yet"),
         "{e}"
     );
-    assert!(error(&["--experimental-initial-corrupt-check=true"], &[])
-        .message()
-        .contains("--experimental-initial-corrupt-check"));
     assert!(error(&["--listen-metrics-urls=http://127.0.0.1:2381"], &[])
         .message()
         .contains("--listen-metrics-urls"));

@@ -16,8 +16,9 @@ use crate::raft::{self, Proposer, RaftOptions};
 use crate::recover;
 use crate::state::State;
 use crate::status::MemberStatus;
-use crate::tasks::compactor;
+use crate::tasks::{compactor, corrupt};
 
+mod authority;
 mod publish;
 mod router;
 
@@ -41,6 +42,8 @@ impl Server {
         let opts = Options::new(&cfg)?;
         let dirs = recover::Dirs::of(&opts.data_dir);
         let disk = recover::open_backend(&dirs).await?;
+        // etcd checks only members that ran before (a new one has nothing to compare).
+        let corrupt_check = opts.initial_corrupt_check && disk.initialized();
 
         // Bind first so MemberList can report the real addresses.
         let mut listeners = Vec::new();
@@ -103,6 +106,10 @@ impl Server {
             limits,
         });
         state.finish_compaction(&backend)?;
+        if corrupt_check {
+            // Before the peer transport and raft start, as etcd does before Server.Start.
+            corrupt::initial_check(&state, corrupt::request_timeout(opts.election_timeout)).await?;
+        }
         let transport = Arc::new(Transport::start(
             TransportConfig {
                 local_id: state.member.id,
@@ -152,8 +159,9 @@ impl Server {
             let addr = *addr;
             serving.push(tokio::spawn(async move {
                 tracing::info!(%addr, "serving client requests (gRPC and HTTP)");
-                let incoming =
-                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
+                let incoming = authority::fix_incoming(
+                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+                );
                 let res = tonic::transport::Server::builder()
                     .accept_http1(true)
                     .add_routes(router)
