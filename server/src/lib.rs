@@ -44,6 +44,7 @@ mod snapshot;
 mod state;
 pub mod status;
 mod tasks;
+pub mod tls;
 mod transport;
 mod watch;
 
