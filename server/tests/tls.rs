@@ -165,7 +165,10 @@ fn auto_tls_with_insecure_skip_verify() {
     let data = dir.path().join("data");
     let url = https_url();
     let m = Tls::start(Impl::Cairn, dir, &url, &["--auto-tls".to_string()]);
-    let skip = vec!["--insecure-skip-tls-verify".to_string()];
+    let skip = vec![
+        "--insecure-transport=false".to_string(),
+        "--insecure-skip-tls-verify".to_string(),
+    ];
     wait_healthy(&m.endpoint, &skip, &|| m.log());
     for which in [Ctl::V351, Ctl::V3423] {
         let o = ctl(which, &m.endpoint, &skip, &["put", "a", "b"]);

@@ -200,7 +200,8 @@ pub(super) struct CrlVerifier {
     provider: Arc<CryptoProvider>,
     hints: Vec<DistinguishedName>,
     schemes: Vec<SignatureScheme>,
-    current: Mutex<(Stamp, Instant, Result<Arc<dyn ClientCertVerifier>, String>)>,
+    /// (the CRL file's stamp, when it was last looked at, the verifier built from it).
+    current: Mutex<(Stamp, Instant, Built)>,
 }
 
 impl std::fmt::Debug for CrlVerifier {
@@ -210,6 +211,9 @@ impl std::fmt::Debug for CrlVerifier {
             .finish()
     }
 }
+
+/// A verifier, or why the CRL could not be used.
+type Built = Result<Arc<dyn ClientCertVerifier>, String>;
 
 /// A webpki verifier over `roots`, with the CRLs of `crl` (when given): only the client's
 /// own certificate is looked up, and a certificate the CRL does not list passes, as in
