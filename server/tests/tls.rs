@@ -409,3 +409,47 @@ fn kubeadm_client_flag_set_starts() {
     );
     assert!(o.success(), "{o:?}");
 }
+
+/// A new key pair written over the files is served to the next connections, without a
+/// restart.
+#[test]
+fn certificate_reloaded_from_disk() {
+    let base = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&base.path().join("pki"));
+    let m = Tls::start(
+        Impl::Cairn,
+        tempfile::tempdir().unwrap(),
+        &https_url(),
+        &pki.server_flags(false),
+    );
+    wait_healthy(&m.endpoint, &pki.ctl_flags(), &|| m.log());
+    let cfg = tls_support::client_config(&pki.ca, Some((&pki.client_cert, &pki.client_key)));
+    assert_eq!(
+        tls_support::served_cert(&m.addr, cfg.clone()),
+        tls_support::pem_cert(&pki.server_cert)
+    );
+    // Another pair from the same CA, written over the served files.
+    let fresh = pki.new_server_pair("server-2");
+    std::fs::copy(&fresh.1, &pki.server_key).unwrap();
+    std::fs::copy(&fresh.0, &pki.server_cert).unwrap();
+    let want = tls_support::pem_cert(&pki.server_cert);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if tls_support::served_cert(&m.addr, cfg.clone()) == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new certificate never served:\n{}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = ctl(
+        Ctl::V351,
+        &m.endpoint,
+        &pki.ctl_flags(),
+        &["put", "after", "reload"],
+    );
+    assert!(o.success(), "{o:?}");
+}

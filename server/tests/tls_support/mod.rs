@@ -30,6 +30,7 @@ pub struct Pki {
     /// A CA the member does not trust, and a client pair it signed.
     pub other_cert: PathBuf,
     pub other_key: PathBuf,
+    root: (rcgen::Certificate, KeyPair),
 }
 
 fn ca(cn: &str) -> (rcgen::Certificate, KeyPair) {
@@ -115,7 +116,20 @@ impl Pki {
             crl: w("crl.pem", &crl.pem().expect("crl pem")),
             other_cert: w("other.pem", &oc),
             other_key: w("other-key.pem", &ok),
+            root,
         }
+    }
+
+    /// Another server pair (127.0.0.1) from the same CA, as `(cert, key)` files.
+    pub fn new_server_pair(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let (c, k) = leaf(cn, &["127.0.0.1"], true, 2001, &self.root);
+        let (cp, kp) = (
+            self.dir.join(format!("{cn}.pem")),
+            self.dir.join(format!("{cn}-key.pem")),
+        );
+        std::fs::write(&cp, c).unwrap();
+        std::fs::write(&kp, k).unwrap();
+        (cp, kp)
     }
 
     /// The member's flags for an https client port requiring client certificates.
@@ -237,4 +251,26 @@ pub fn https_get(
         .unwrap_or_default()
         .to_string();
     Ok((status, body))
+}
+
+/// The certificate the server at `addr` presents (DER), after a full handshake.
+pub fn served_cert(addr: &str, cfg: Arc<rustls::ClientConfig>) -> Vec<u8> {
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    s.flush().unwrap();
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).unwrap();
+    }
+    s.conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// The DER of the first certificate of a PEM file.
+pub fn pem_cert(p: &Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(p)
+        .unwrap()
+        .to_vec()
 }
