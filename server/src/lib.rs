@@ -23,6 +23,8 @@
 //!   checks; unknown services answer Unimplemented.
 //! - `tasks`: lease expiry and checkpoints, automatic compaction.
 //! - `recover`: start-up and crash recovery.
+//! - [`tls`]: rustls configurations from etcd's TLS flags, certificate reloading,
+//!   `--auto-tls`, the TLS accept loop with its handshake deadline.
 //! - [`config`], [`http`], [`status`]: configuration; `/health`, `/version`, `/livez`,
 //!   `/readyz`; the [`status::MemberStatus`] trait the HTTP handlers use.
 //! - `server`: [`Server`], wiring it all together.
@@ -44,6 +46,7 @@ mod snapshot;
 mod state;
 pub mod status;
 mod tasks;
+pub mod tls;
 mod transport;
 mod watch;
 

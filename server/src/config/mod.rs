@@ -53,6 +53,8 @@ pub const MIN_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_millis(1
 pub const DEFAULT_LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
 /// How often etcd's revision-mode compactor looks at the revision (no flag).
 pub const DEFAULT_AUTO_COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+/// etcd's default `--self-signed-cert-validity` (years).
+pub const DEFAULT_SELF_SIGNED_CERT_VALIDITY: u64 = 1;
 /// etcd's upper bound for `--election-timeout`.
 pub const MAX_ELECTION_MS: u64 = 50_000;
 
@@ -153,6 +155,28 @@ pub struct Config {
     /// `--experimental-initial-corrupt-check`: a restarted member compares its HashKV with
     /// its peers' before serving, and refuses to start on a mismatch.
     pub initial_corrupt_check: bool,
+    /// `--cert-file`: the client port's certificate (PEM; a chain may follow it).
+    pub cert_file: Option<PathBuf>,
+    /// `--key-file`: the private key of `--cert-file`.
+    pub key_file: Option<PathBuf>,
+    /// `--trusted-ca-file`: CA certificates client certificates are verified against;
+    /// when set, clients must present one (as in etcd).
+    pub trusted_ca_file: Option<PathBuf>,
+    /// `--client-cert-auth`: clients must present a certificate from `--trusted-ca-file`.
+    pub client_cert_auth: bool,
+    /// `--client-crl-file`: revoked client certificates (PEM or DER), re-read when changed.
+    pub client_crl_file: Option<PathBuf>,
+    /// `--auto-tls`: https listeners without `--cert-file` use a self-signed certificate
+    /// kept in `<data-dir>/fixtures/client`.
+    pub auto_tls: bool,
+    /// `--self-signed-cert-validity`, in years (etcd's default 1).
+    pub self_signed_cert_validity: u64,
+    /// `--cipher-suites`: Go names of the TLS 1.2 suites allowed (empty = rustls's set).
+    pub cipher_suites: Vec<String>,
+    /// `--tls-min-version` (`None` = TLS1.2).
+    pub tls_min_version: Option<crate::tls::TlsVersion>,
+    /// `--tls-max-version` (`None` = TLS1.3).
+    pub tls_max_version: Option<crate::tls::TlsVersion>,
 }
 
 impl Default for Config {
@@ -183,6 +207,16 @@ impl Default for Config {
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
             lease_checkpoint_interval: DEFAULT_LEASE_CHECKPOINT_INTERVAL,
             initial_corrupt_check: false,
+            cert_file: None,
+            key_file: None,
+            trusted_ca_file: None,
+            client_cert_auth: false,
+            client_crl_file: None,
+            auto_tls: false,
+            self_signed_cert_validity: DEFAULT_SELF_SIGNED_CERT_VALIDITY,
+            cipher_suites: Vec::new(),
+            tls_min_version: None,
+            tls_max_version: None,
         }
     }
 }
@@ -744,6 +778,7 @@ fn build(
             values::parse_bool(&r.value).map_err(|e| bad(r, e.to_string()))?;
     }
     watch_and_lease(&mut c, get, warnings)?;
+    client_tls(&mut c, get, warnings)?;
 
     // embed.Config.Validate
     for u in c.listen_client_urls.iter().chain(&c.listen_peer_urls) {
@@ -773,18 +808,38 @@ fn build(
             "--initial-advertise-peer-urls must list at least one URL",
         ));
     }
-    let tls = c
-        .listen_client_urls
+    let peer_tls = c
+        .listen_peer_urls
         .iter()
-        .chain(&c.advertise_client_urls)
-        .chain(&c.listen_peer_urls)
         .chain(&c.initial_advertise_peer_urls)
         .chain(c.initial_cluster.iter().map(|(_, u)| u))
         .find(|u| u.scheme == Scheme::Https);
-    if let Some(u) = tls {
+    if let Some(u) = peer_tls {
         return Err(ConfigError::invalid(format!(
-            "https URLs need TLS, which is not supported yet by cairn: {u}"
+            "https peer URLs need peer TLS, which is not supported yet by cairn: {u}"
         )));
+    }
+    if let Some(u) = c
+        .listen_client_urls
+        .iter()
+        .find(|u| u.scheme == Scheme::Https)
+    {
+        let (cert, key) = (c.cert_file.is_some(), c.key_file.is_some());
+        if !cert && !key && !c.auto_tls {
+            return Err(ConfigError::invalid(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {u} \
+                 with HTTPS scheme"
+            )));
+        }
+        if cert != key {
+            let show = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+            return Err(ConfigError::invalid(format!(
+                "--cert-file, --key-file: KeyFile and CertFile must both be present[key: {}, \
+                 cert: {}]",
+                show(&c.key_file).unwrap_or_default(),
+                show(&c.cert_file).unwrap_or_default()
+            )));
+        }
     }
     Ok(c)
 }
@@ -899,6 +954,80 @@ fn watch_and_lease<'a>(
             c.lease_checkpoint_interval =
                 Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
         }
+    }
+    Ok(())
+}
+
+/// The client TLS flags, checked like etcd's `Config.Validate` (versions, suites).
+fn client_tls<'a>(
+    c: &mut Config,
+    get: impl Fn(&str) -> Option<&'a Raw>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let path = |n: &str| {
+        get(n)
+            .map(|r| r.value.trim())
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let flag = |n: &str| -> Result<bool, ConfigError> {
+        match get(n) {
+            Some(r) => values::parse_bool(&r.value)
+                .map_err(|e| invalid_value(r.name, &r.value, r.source, &e.to_string())),
+            None => Ok(false),
+        }
+    };
+    c.cert_file = path("cert-file");
+    c.key_file = path("key-file");
+    c.trusted_ca_file = path("trusted-ca-file");
+    c.client_crl_file = path("client-crl-file");
+    c.client_cert_auth = flag("client-cert-auth")?;
+    c.auto_tls = flag("auto-tls")?;
+    if let Some(r) = get("self-signed-cert-validity") {
+        c.self_signed_cert_validity = values::parse_uint(&r.value)
+            .map_err(|e| invalid_value(r.name, &r.value, r.source, &e))?;
+        if c.self_signed_cert_validity == 0 {
+            return Err(ConfigError::invalid(
+                "--self-signed-cert-validity: selfSignedCertValidity is invalid,it should be \
+                 greater than 0",
+            ));
+        }
+    }
+    if c.auto_tls && (c.cert_file.is_some() || c.key_file.is_some()) {
+        warnings.push("ignoring client auto TLS since certs given".into());
+    }
+    if let Some(r) = get("cipher-suites") {
+        c.cipher_suites = r
+            .value
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        crate::tls::parse_cipher_suites(&c.cipher_suites)
+            .map_err(|e| ConfigError::invalid(format!("--cipher-suites: {e}")))?;
+    }
+    let version = |n: &str| -> Result<Option<crate::tls::TlsVersion>, ConfigError> {
+        match get(n).map(|r| r.value.trim()).filter(|v| !v.is_empty()) {
+            Some(v) => crate::tls::TlsVersion::parse(v)
+                .map(Some)
+                .map_err(|e| ConfigError::invalid(format!("--{n}: {e}"))),
+            None => Ok(None),
+        }
+    };
+    c.tls_min_version = version("tls-min-version")?;
+    c.tls_max_version = version("tls-max-version")?;
+    if let (Some(min), Some(max)) = (c.tls_min_version, c.tls_max_version) {
+        if min > max {
+            return Err(ConfigError::invalid(format!(
+                "--tls-min-version, --tls-max-version: min version ({min}) is greater than max \
+                 version ({max})"
+            )));
+        }
+    }
+    if c.tls_min_version == Some(crate::tls::TlsVersion::Tls13) && !c.cipher_suites.is_empty() {
+        return Err(ConfigError::invalid(
+            "--cipher-suites: cipher suites cannot be configured when only TLS1.3 is enabled",
+        ));
     }
     Ok(())
 }

@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{AutoCompaction, ClusterState, Config, Scheme, Url};
 use crate::error::{Error, Result};
+use crate::tls::{SelfCertSpec, Side, TlsInfo};
 
 /// What `Server::start` takes from a [`Config`], in the forms the member's parts use:
 /// bind addresses, URLs as text, the quota as an option. Made only by [`Options::new`], so
@@ -15,8 +17,14 @@ use crate::error::{Error, Result};
 pub(crate) struct Options {
     pub(crate) name: String,
     pub(crate) data_dir: PathBuf,
-    /// Addresses to serve gRPC + HTTP on (port 0 = any free port).
-    pub(crate) listen_client_addrs: Vec<SocketAddr>,
+    /// Addresses to serve gRPC + HTTP on (port 0 = any free port), each with whether it
+    /// is an https listener.
+    pub(crate) listen_client_addrs: Vec<(SocketAddr, bool)>,
+    /// The client port's TLS, when a listener is https: the files (empty for `--auto-tls`
+    /// until [`Options::client_tls_config`] makes them) and the policy.
+    pub(crate) client_tls: Option<TlsInfo>,
+    /// `--auto-tls` with no `--cert-file`: where the self-signed pair is kept.
+    pub(crate) client_self_cert: Option<SelfCertSpec>,
     /// Client URLs reported by MemberList; empty = derived from the bound addresses.
     pub(crate) advertise_client_urls: Vec<String>,
     pub(crate) initial_advertise_peer_urls: Vec<String>,
@@ -42,31 +50,62 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    /// Resolves `cfg`: listen URLs become socket addresses (TLS is not supported yet).
+    /// Resolves `cfg`: listen URLs become socket addresses; https client listeners get
+    /// the client TLS settings (peer TLS is not supported yet).
     pub(crate) fn new(cfg: &Config) -> Result<Options> {
-        let bind = |urls: &[Url], flag: &str| -> Result<Vec<SocketAddr>> {
+        let bind = |urls: &[Url], flag: &str, tls_ok: bool| -> Result<Vec<(SocketAddr, bool)>> {
             let mut addrs = Vec::new();
             for u in urls {
-                if u.scheme == Scheme::Https {
+                let https = u.scheme == Scheme::Https;
+                if https && !tls_ok {
                     return Err(Error::Internal(format!(
                         "{flag} {u}: TLS is not supported by cairn yet"
                     )));
                 }
-                addrs.push(
-                    u.bind_addr()
-                        .map_err(|e| Error::Internal(format!("{flag}: {e}")))?,
-                );
+                let a = u
+                    .bind_addr()
+                    .map_err(|e| Error::Internal(format!("{flag}: {e}")))?;
+                addrs.push((a, https));
             }
             Ok(addrs)
         };
+        let listen_client_addrs = bind(&cfg.listen_client_urls, "--listen-client-urls", true)?;
+        let any_https = listen_client_addrs.iter().any(|(_, https)| *https);
+        let files = cfg.cert_file.is_some() || cfg.key_file.is_some();
+        let client_tls = any_https.then(|| TlsInfo {
+            side: Side::Client,
+            cert_file: cfg.cert_file.clone().unwrap_or_default(),
+            key_file: cfg.key_file.clone().unwrap_or_default(),
+            trusted_ca_file: cfg.trusted_ca_file.clone(),
+            client_cert_auth: cfg.client_cert_auth,
+            crl_file: cfg.client_crl_file.clone(),
+            cipher_suites: cfg.cipher_suites.clone(),
+            min_version: cfg.tls_min_version,
+            max_version: cfg.tls_max_version,
+        });
+        let client_self_cert = (any_https && cfg.auto_tls && !files).then(|| SelfCertSpec {
+            dir: cfg.data_dir.join("fixtures").join("client"),
+            hosts: cfg
+                .listen_client_urls
+                .iter()
+                .map(|u| u.host.clone())
+                .collect(),
+            validity_years: cfg.self_signed_cert_validity,
+            client_auth: false,
+        });
         let text = |urls: &[Url]| urls.iter().map(Url::to_string).collect::<Vec<_>>();
         Ok(Options {
             name: cfg.name.clone(),
             data_dir: cfg.data_dir.clone(),
-            listen_client_addrs: bind(&cfg.listen_client_urls, "--listen-client-urls")?,
+            listen_client_addrs,
+            client_tls,
+            client_self_cert,
             advertise_client_urls: text(&cfg.advertise_client_urls),
             initial_advertise_peer_urls: text(&cfg.initial_advertise_peer_urls),
-            listen_peer_addrs: bind(&cfg.listen_peer_urls, "--listen-peer-urls")?,
+            listen_peer_addrs: bind(&cfg.listen_peer_urls, "--listen-peer-urls", false)?
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect(),
             initial_cluster: cfg
                 .initial_cluster
                 .iter()
@@ -86,5 +125,23 @@ impl Options {
             lease_checkpoint_interval: cfg.lease_checkpoint_interval,
             initial_corrupt_check: cfg.initial_corrupt_check,
         })
+    }
+
+    /// The https listeners' rustls configuration (`None` without https listeners): makes
+    /// the `--auto-tls` pair when needed, loads and checks the files.
+    pub(crate) fn client_tls_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>> {
+        let Some(info) = &self.client_tls else {
+            return Ok(None);
+        };
+        let mut info = info.clone();
+        if let Some(spec) = &self.client_self_cert {
+            let (cert, key) =
+                crate::tls::self_cert(spec).map_err(|e| Error::Internal(e.to_string()))?;
+            info.cert_file = cert;
+            info.key_file = key;
+        }
+        info.server_config()
+            .map(Some)
+            .map_err(|e| Error::Internal(e.to_string()))
     }
 }

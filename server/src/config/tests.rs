@@ -335,9 +335,22 @@ fn value_validation() {
         ],
         &[],
     );
+    assert_eq!(
+        tls.message(),
+        "TLS key/cert (--cert-file, --key-file) must be provided for client url \
+         https://127.0.0.1:1 with HTTPS scheme"
+    );
+    let peer = error(
+        &[
+            "--listen-peer-urls=https://127.0.0.1:2",
+            "--initial-advertise-peer-urls=https://127.0.0.1:2",
+            "--initial-cluster=default=https://127.0.0.1:2",
+        ],
+        &[],
+    );
     assert!(
-        tls.message().contains("not supported yet by cairn"),
-        "{tls}"
+        peer.message().contains("not supported yet by cairn"),
+        "{peer}"
     );
 }
 
@@ -396,10 +409,10 @@ fn unsupported_flags_are_named() {
         "{e}"
     );
     assert_eq!(e.exit_code(), 1);
-    let e = error(&["--client-cert-auth"], &[]);
+    let e = error(&["--peer-client-cert-auth"], &[]);
     assert!(
         e.message()
-            .starts_with("flag --client-cert-auth is not supported yet"),
+            .starts_with("flag --peer-client-cert-auth is not supported yet"),
         "{e}"
     );
     assert!(error(&["--listen-metrics-urls=http://127.0.0.1:2381"], &[])
@@ -739,5 +752,122 @@ fn watch_progress_and_lease_checkpoint_intervals() {
         e.message()
             .contains("-experimental-lease-checkpoint-interval"),
         "{e}"
+    );
+}
+
+#[test]
+fn client_tls_flags() {
+    let https = [
+        "--listen-client-urls=https://127.0.0.1:2379",
+        "--advertise-client-urls=https://127.0.0.1:2379",
+    ];
+    fn with<'a>(https: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        let mut a = https.to_vec();
+        a.extend_from_slice(extra);
+        a
+    }
+    let with = |extra: &[&'static str]| with(&https, extra);
+    let c = config(
+        &with(&[
+            "--cert-file=/c.pem",
+            "--key-file=/k.pem",
+            "--trusted-ca-file=/ca.pem",
+            "--client-cert-auth",
+            "--client-crl-file=/crl.pem",
+            "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            "--tls-min-version=TLS1.2",
+            "--tls-max-version=TLS1.3",
+            "--self-signed-cert-validity=3",
+        ]),
+        &[],
+    );
+    assert_eq!(c.cert_file, Some(PathBuf::from("/c.pem")));
+    assert_eq!(c.key_file, Some(PathBuf::from("/k.pem")));
+    assert_eq!(c.trusted_ca_file, Some(PathBuf::from("/ca.pem")));
+    assert_eq!(c.client_crl_file, Some(PathBuf::from("/crl.pem")));
+    assert!(c.client_cert_auth);
+    assert_eq!(c.cipher_suites.len(), 2);
+    assert_eq!(c.tls_min_version, Some(crate::tls::TlsVersion::Tls12));
+    assert_eq!(c.tls_max_version, Some(crate::tls::TlsVersion::Tls13));
+    assert_eq!(c.self_signed_cert_validity, 3);
+    // The same through ETCD_* variables.
+    let e = config(
+        &https,
+        &[
+            ("ETCD_CERT_FILE", "/c.pem"),
+            ("ETCD_KEY_FILE", "/k.pem"),
+            ("ETCD_CLIENT_CERT_AUTH", "true"),
+            ("ETCD_TRUSTED_CA_FILE", "/ca.pem"),
+            ("ETCD_AUTO_TLS", "false"),
+            ("ETCD_TLS_MIN_VERSION", "TLS1.3"),
+        ],
+    );
+    assert_eq!(e.cert_file, Some(PathBuf::from("/c.pem")));
+    assert!(e.client_cert_auth);
+    assert_eq!(e.tls_min_version, Some(crate::tls::TlsVersion::Tls13));
+    // auto-tls alone is enough for an https URL.
+    assert!(config(&with(&["--auto-tls"]), &[]).auto_tls);
+    // etcd's errors, naming the flag.
+    let msg = |a: &[&'static str]| error(&with(a), &[]).message().to_string();
+    assert_eq!(
+        msg(&["--auto-tls", "--cipher-suites=TLS_FOO"]),
+        "--cipher-suites: unexpected TLS cipher suite \"TLS_FOO\""
+    );
+    assert!(
+        msg(&["--auto-tls", "--cipher-suites=TLS_RSA_WITH_RC4_128_SHA"])
+            .contains("not supported by cairn")
+    );
+    assert_eq!(
+        msg(&[
+            "--auto-tls",
+            "--tls-min-version=TLS1.3",
+            "--tls-max-version=TLS1.2"
+        ]),
+        "--tls-min-version, --tls-max-version: min version (TLS1.3) is greater than max \
+         version (TLS1.2)"
+    );
+    assert!(
+        msg(&["--auto-tls", "--tls-max-version=TLS1.0"]).starts_with(
+            "--tls-max-version: unexpected TLS version \"TLS1.0\" (must be one of: TLS1.2, TLS1.3)"
+        )
+    );
+    assert_eq!(
+        msg(&[
+            "--auto-tls",
+            "--tls-min-version=TLS1.3",
+            "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        ]),
+        "--cipher-suites: cipher suites cannot be configured when only TLS1.3 is enabled"
+    );
+    assert!(msg(&["--cert-file=/c.pem"]).contains("KeyFile and CertFile must both be present"));
+    assert!(msg(&["--auto-tls", "--self-signed-cert-validity=0"]).contains("greater than 0"));
+}
+
+#[test]
+fn client_tls_in_config_file() {
+    let p = parse(
+        &args(&["--config-file", "/etc/etcd.yml"]),
+        &[],
+        with_file(
+            "listen-client-urls: https://127.0.0.1:2379\n\
+             advertise-client-urls: https://127.0.0.1:2379\n\
+             cipher-suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n\
+             tls-min-version: TLS1.2\n\
+             client-transport-security:\n  cert-file: /c.pem\n  key-file: /k.pem\n  \
+             trusted-ca-file: /ca.pem\n  client-cert-auth: true\n  crl-file: /crl.pem\n",
+        ),
+    )
+    .unwrap();
+    let Invocation::Run(c) = p.invocation else {
+        panic!("{p:?}")
+    };
+    assert_eq!(c.cert_file, Some(PathBuf::from("/c.pem")));
+    assert_eq!(c.key_file, Some(PathBuf::from("/k.pem")));
+    assert_eq!(c.trusted_ca_file, Some(PathBuf::from("/ca.pem")));
+    assert_eq!(c.client_crl_file, Some(PathBuf::from("/crl.pem")));
+    assert!(c.client_cert_auth);
+    assert_eq!(
+        c.cipher_suites,
+        vec!["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".to_string()]
     );
 }

@@ -48,12 +48,14 @@ impl Server {
         // Bind first so MemberList can report the real addresses.
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
-        for a in &opts.listen_client_addrs {
+        // TLS files are read before anything binds: a bad file fails start-up cleanly.
+        let client_tls = opts.client_tls_config()?;
+        for (a, https) in &opts.listen_client_addrs {
             let l = TcpListener::bind(a)
                 .await
                 .map_err(|e| Error::Internal(format!("listen on {a}: {e}")))?;
             addrs.push(l.local_addr().map_err(|e| Error::Internal(e.to_string()))?);
-            listeners.push(l);
+            listeners.push((l, *https));
         }
         let mut peer_listeners = Vec::new();
         for a in &opts.listen_peer_addrs {
@@ -63,7 +65,11 @@ impl Server {
             peer_listeners.push(l);
         }
         let client_urls = if opts.advertise_client_urls.is_empty() {
-            addrs.iter().map(|a| format!("http://{a}")).collect()
+            addrs
+                .iter()
+                .zip(&listeners)
+                .map(|(a, (_, https))| format!("{}://{a}", if *https { "https" } else { "http" }))
+                .collect()
         } else {
             opts.advertise_client_urls.clone()
         };
@@ -153,22 +159,36 @@ impl Server {
             _ = published_rx => {}
             _ = terminated.wait_for(|t| t.is_some()) => {}
         }
-        for (l, addr) in listeners.into_iter().zip(addrs.iter()) {
+        for ((l, https), addr) in listeners.into_iter().zip(addrs.iter()) {
             let router = build_router(&node, &opts);
             let mut rx = shutdown_rx.clone();
             let addr = *addr;
+            let tls = if https { client_tls.clone() } else { None };
             serving.push(tokio::spawn(async move {
-                tracing::info!(%addr, "serving client requests (gRPC and HTTP)");
-                let incoming = authority::fix_incoming(
-                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
-                );
-                let res = tonic::transport::Server::builder()
+                let stop = async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                };
+                let builder = tonic::transport::Server::builder()
                     .accept_http1(true)
-                    .add_routes(router)
-                    .serve_with_incoming_shutdown(incoming, async move {
-                        let _ = rx.wait_for(|v| *v).await;
-                    })
-                    .await;
+                    .add_routes(router);
+                let res = match tls {
+                    Some(cfg) => {
+                        tracing::info!(%addr, "serving client requests (gRPC and HTTP) over TLS");
+                        let incoming = authority::fix_incoming(crate::tls::tls_incoming(
+                            l,
+                            cfg,
+                            crate::tls::HANDSHAKE_TIMEOUT,
+                        ));
+                        builder.serve_with_incoming_shutdown(incoming, stop).await
+                    }
+                    None => {
+                        tracing::info!(%addr, "serving client requests (gRPC and HTTP)");
+                        let incoming = authority::fix_incoming(
+                            tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+                        );
+                        builder.serve_with_incoming_shutdown(incoming, stop).await
+                    }
+                };
                 if let Err(e) = res {
                     tracing::error!(%addr, error = %e, "client listener failed");
                 }
