@@ -98,20 +98,16 @@ pub(super) fn check(m: &RaftMessage, v: &RaftView) -> std::result::Result<(), St
         return Ok(());
     }
     match t {
-        MsgHeartbeat => {
-            if m.commit > v.last_index {
-                return Err(format!(
-                    "heartbeat commit {} beyond the last index {}",
-                    m.commit, v.last_index
-                ));
-            }
+        MsgHeartbeat if m.commit > v.last_index => {
+            return Err(format!(
+                "heartbeat commit {} beyond the last index {}",
+                m.commit, v.last_index
+            ));
         }
         MsgAppend => check_append(m)?,
         MsgPropose => check_proposal(m)?,
-        MsgReadIndex => {
-            if m.entries.len() != 1 {
-                return Err(format!("read index with {} entries", m.entries.len()));
-            }
+        MsgReadIndex if m.entries.len() != 1 => {
+            return Err(format!("read index with {} entries", m.entries.len()));
         }
         MsgAppendResponse if v.role == StateRole::Leader && m.term == v.term => {
             for (what, i) in [
@@ -437,20 +433,22 @@ mod tests {
         let mut g = m.clone();
         g.mut_entries()[0].set_entry_type(EntryType::EntryConfChange);
         assert!(check(&g, &v).is_err());
-        let mut cc = ConfChange::default();
-        cc.node_id = 9;
-        cc.context = serde_json::to_vec(&ConfChangeContext {
-            request_id: 1,
-            member: MemberRecord {
-                id: 9,
-                name: String::new(),
-                peer_urls: vec!["http://127.0.0.1:1".into()],
-                client_urls: Vec::new(),
-                is_learner: false,
-            },
-        })
-        .unwrap()
-        .into();
+        let cc = ConfChange {
+            node_id: 9,
+            context: serde_json::to_vec(&ConfChangeContext {
+                request_id: 1,
+                member: MemberRecord {
+                    id: 9,
+                    name: String::new(),
+                    peer_urls: vec!["http://127.0.0.1:1".into()],
+                    client_urls: Vec::new(),
+                    is_learner: false,
+                },
+            })
+            .unwrap()
+            .into(),
+            ..Default::default()
+        };
         g.mut_entries()[0].data = cc.write_to_bytes().unwrap().into();
         assert!(check(&g, &v).is_ok());
         g.mut_entries()[0].set_entry_type(EntryType::EntryConfChangeV2);
