@@ -262,6 +262,37 @@ struct Loop {
     last_leader: u64,
 }
 
+/// Records the received file for snapshot `index`; returns an earlier file for the same
+/// index to delete. A snapshot delivered again for the same index lands at the same path:
+/// that path is the file just stored, never deleted.
+fn keep_snapshot_file(
+    files: &mut HashMap<u64, PathBuf>,
+    index: u64,
+    path: PathBuf,
+) -> Option<PathBuf> {
+    let old = files.insert(index, path.clone())?;
+    (old != path).then_some(old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_delivered_again_keeps_its_file() {
+        let mut files = HashMap::new();
+        let p = PathBuf::from("snap/2-9.snap.db");
+        assert_eq!(keep_snapshot_file(&mut files, 9, p.clone()), None);
+        // The same index, the same path: nothing to delete, the file stays recorded.
+        assert_eq!(keep_snapshot_file(&mut files, 9, p.clone()), None);
+        assert_eq!(files.get(&9), Some(&p));
+        // Another file for that index replaces (and deletes) the first.
+        let q = PathBuf::from("elsewhere/2-9.snap.db");
+        assert_eq!(keep_snapshot_file(&mut files, 9, q.clone()), Some(p));
+        assert_eq!(files.get(&9), Some(&q));
+    }
+}
+
 /// Logs a peer's raft message the guard refused.
 fn drop_message(m: &RaftMessage, why: &str) {
     tracing::warn!(
@@ -293,12 +324,8 @@ impl Loop {
             let _ = self.node.step(m);
             return;
         }
-        // A snapshot delivered again for the same index lands at the same path: the old
-        // entry must not delete the file just stored.
-        if let Some(old) = self.snapshot_files.insert(index, path.clone()) {
-            if old != path {
-                let _ = std::fs::remove_file(old);
-            }
+        if let Some(old) = keep_snapshot_file(&mut self.snapshot_files, index, path) {
+            let _ = std::fs::remove_file(old);
         }
         let _ = self.node.step(m);
     }

@@ -31,8 +31,10 @@ impl crate::transport::Handler for PeerHandler {
         self.send(Msg::Raft(m));
     }
 
-    fn on_snapshot(&self, m: RaftMessage, db: PathBuf) {
+    fn on_snapshot(&self, m: RaftMessage, db: PathBuf) -> std::result::Result<(), String> {
+        crate::snapshot::verify(&db)?;
         self.send(Msg::Snapshot(m, db));
+        Ok(())
     }
 
     fn on_unreachable(&self, id: u64) {

@@ -140,8 +140,9 @@ const LOG_EVERY: Duration = Duration::from_secs(30);
 pub(crate) trait Handler: Send + Sync + 'static {
     /// A raft message from a peer's stream.
     fn on_message(&self, m: Message);
-    /// A snapshot message whose backend file is fully received and fsynced at `db`.
-    fn on_snapshot(&self, m: Message, db: PathBuf);
+    /// A snapshot message whose backend file is fully received and fsynced at `db`; `Err`
+    /// rejects the file (it is removed and the sender told 1). Called on a blocking thread.
+    fn on_snapshot(&self, m: Message, db: PathBuf) -> Result<(), String>;
     /// The connection to peer `id` failed or broke, or its queue overflowed.
     fn on_unreachable(&self, id: u64);
     /// Peer `id` closed our stream to it (end of file or reset): its process stopped,

@@ -195,7 +195,13 @@ fn receive_blocking(inner: &Inner, stream: StdStream, from: u64) -> Result<(), E
     match res {
         Ok(()) => {
             tracing::info!(from = %format_args!("{:x}", m.from), index, path = %path.display(), "snapshot received");
-            inner.handler.on_snapshot(m, path);
+            let from = m.from;
+            if let Err(why) = inner.handler.on_snapshot(m, path.clone()) {
+                let _ = std::fs::remove_file(&path);
+                tracing::warn!(from = %format_args!("{from:x}"), reason = %why, "rejected a snapshot");
+                (&stream).write_all(&[RESULT_CORRUPT])?;
+                return Ok(());
+            }
             (&stream).write_all(&[RESULT_OK])?;
             Ok(())
         }

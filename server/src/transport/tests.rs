@@ -38,6 +38,9 @@ struct TestHandler {
     strangers: Mutex<HashSet<u64>>,
 }
 
+/// Snapshots at this index are refused by the test handler.
+const REJECTED_INDEX: u64 = 666;
+
 /// The peer URL of the member the test handlers consider added and waiting to join.
 const JOINER_URL: &str = "http://127.0.0.1:9";
 
@@ -45,8 +48,12 @@ impl Handler for TestHandler {
     fn on_message(&self, m: Message) {
         let _ = self.tx.send(Ev::Msg(m));
     }
-    fn on_snapshot(&self, m: Message, db: PathBuf) {
+    fn on_snapshot(&self, m: Message, db: PathBuf) -> Result<(), String> {
+        if m.get_snapshot().get_metadata().index == REJECTED_INDEX {
+            return Err("rejected by the handler".into());
+        }
         let _ = self.tx.send(Ev::Snap(m, db));
+        Ok(())
     }
     fn on_unreachable(&self, id: u64) {
         let _ = self.tx.send(Ev::Unreachable(id));
@@ -499,6 +506,10 @@ async fn a_snapshot_must_come_from_its_connections_member() {
     assert_eq!(res, Some(RESULT_CORRUPT));
     assert!(!received_path(&b.snap_dir(), 2, 9).exists());
     assert!(b.rx.try_recv().is_err());
+    // A file the handler rejects is answered 1 and removed.
+    let res = send(snap_msg(1, 2, REJECTED_INDEX)).await.unwrap();
+    assert_eq!(res, Some(RESULT_CORRUPT));
+    assert!(!received_path(&b.snap_dir(), 2, REJECTED_INDEX).exists());
     let res = send(snap_msg(1, 2, 9)).await.unwrap();
     assert_eq!(res, Some(0));
     let (m, _) = b
@@ -799,7 +810,9 @@ impl Handler for CountingHandler {
             self.done.notify_one();
         }
     }
-    fn on_snapshot(&self, _m: Message, _db: PathBuf) {}
+    fn on_snapshot(&self, _m: Message, _db: PathBuf) -> Result<(), String> {
+        Ok(())
+    }
     fn on_unreachable(&self, _id: u64) {}
     fn on_peer_closed(&self, _id: u64) {}
     fn on_snapshot_status(&self, _to: u64, _ok: bool) {}
