@@ -274,25 +274,6 @@ fn keep_snapshot_file(
     (old != path).then_some(old)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_snapshot_delivered_again_keeps_its_file() {
-        let mut files = HashMap::new();
-        let p = PathBuf::from("snap/2-9.snap.db");
-        assert_eq!(keep_snapshot_file(&mut files, 9, p.clone()), None);
-        // The same index, the same path: nothing to delete, the file stays recorded.
-        assert_eq!(keep_snapshot_file(&mut files, 9, p.clone()), None);
-        assert_eq!(files.get(&9), Some(&p));
-        // Another file for that index replaces (and deletes) the first.
-        let q = PathBuf::from("elsewhere/2-9.snap.db");
-        assert_eq!(keep_snapshot_file(&mut files, 9, q.clone()), Some(p));
-        assert_eq!(files.get(&9), Some(&q));
-    }
-}
-
 /// Logs a peer's raft message the guard refused.
 fn drop_message(m: &RaftMessage, why: &str) {
     tracing::warn!(
@@ -512,5 +493,24 @@ impl Loop {
                 let _ = w.send(v);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_delivered_again_keeps_its_file() {
+        let mut files = HashMap::new();
+        let p = PathBuf::from("snap/2-9.snap.db");
+        assert_eq!(keep_snapshot_file(&mut files, 9, p.clone()), None);
+        // The same index, the same path: nothing to delete, the file stays recorded.
+        assert_eq!(keep_snapshot_file(&mut files, 9, p.clone()), None);
+        assert_eq!(files.get(&9), Some(&p));
+        // Another file for that index replaces (and deletes) the first.
+        let q = PathBuf::from("elsewhere/2-9.snap.db");
+        assert_eq!(keep_snapshot_file(&mut files, 9, q.clone()), Some(p));
+        assert_eq!(files.get(&9), Some(&q));
     }
 }
