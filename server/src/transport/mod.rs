@@ -87,7 +87,8 @@
 //! The receiver checks `total` and `crc`, fsyncs and renames the file, calls
 //! [`Handler::on_snapshot`] and answers one result byte: 0 stored and delivered,
 //! 1 rejected (length or CRC mismatch, malformed stream, a message that is not a
-//! MsgSnapshot or is addressed to another member, the same file already being received),
+//! MsgSnapshot, is addressed to another member or is not from the connection's member, the
+//! same file already being received, a file [`Handler::on_snapshot`] refuses),
 //! 2 the receiver could not store it. A broken connection delivers nothing and leaves no
 //! file. The sender reports the outcome with [`Handler::on_snapshot_status`].
 //!
