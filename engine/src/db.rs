@@ -251,6 +251,8 @@ impl Db {
         let mut oo = OpenOptions::new();
         oo.read(true);
         if !opts.read_only {
+            // etcd's PrivateFileMode: only the owner reads the data.
+            std::os::unix::fs::OpenOptionsExt::mode(&mut oo, 0o600);
             oo.write(true).create(true);
         }
         let file = oo.open(path)?;

@@ -8,7 +8,8 @@
 //! Modules, lowest layer first; each uses only modules above it (the `module_layers` test
 //! fails on any import cycle):
 //! - `error`, `pb`, [`schema`]: client-visible errors and [`error::Fatal`]; generated
-//!   protobuf code; the backend file's layout (bucket names, meta keys, member JSON).
+//!   protobuf code; the backend file's layout (bucket names, meta keys, member JSON);
+//!   `fileutil`: the data directory's permissions (0700 directories, 0600 files).
 //! - `mvcc`: the revision store (cairn-index + cairn-engine with etcd's bucket layout).
 //! - [`membership`]: member and cluster ids, derived like etcd's; the member records.
 //! - `lease`: the lessor (leases, deadlines, attached keys).
@@ -33,6 +34,7 @@ mod api;
 mod apply;
 pub mod config;
 pub mod error;
+mod fileutil;
 pub mod http;
 mod lease;
 pub mod membership;

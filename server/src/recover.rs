@@ -178,9 +178,9 @@ pub(crate) struct RaftLog {
 
 /// Opens and replays the WAL (blocking), and checks it against the backend.
 pub(crate) fn raft_log(dirs: &Dirs, backend: &Backend, conf: ConfState) -> Result<RaftLog> {
-    std::fs::create_dir_all(&dirs.wal)
+    crate::fileutil::create_dir_all(&dirs.wal)
         .map_err(|e| Error::Internal(format!("create {}: {e}", dirs.wal.display())))?;
-    std::fs::create_dir_all(&dirs.snap)
+    crate::fileutil::create_dir_all(&dirs.snap)
         .map_err(|e| Error::Internal(format!("create {}: {e}", dirs.snap.display())))?;
     // The raft loop is the WAL's only appender, one batch at a time: measured on this
     // workload, pwritev + fdatasync answers a single client sooner than the io_uring
@@ -306,7 +306,7 @@ async fn bootstrap(
                     .into(),
             ));
         }
-        let bytes = crate::transport::fetch_members(&others, Duration::from_secs(5))
+        let bytes = crate::transport::fetch_members(&others, mine, Duration::from_secs(5))
             .await
             .map_err(|e| {
                 Error::Internal(format!(

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::IoSlice;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
@@ -141,6 +142,7 @@ pub(crate) fn create_segment(
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&temporary)?;
     sys::preallocate(&file, header.capacity)?;
     io.write_durable(&file, 0, &[IoSlice::new(&header.encode())])?;

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::atomic::Ordering;
@@ -322,7 +323,10 @@ fn create_directory(directory: &Path) -> Result<(), Error> {
         return Ok(());
     }
     let context = || format!("creating {}", directory.display());
-    fs::create_dir_all(directory).map_err(|e| Error::io(context(), e))?;
+    // etcd's PrivateDirMode: only the owner reads the log.
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(directory)
+        .map_err(|e| Error::io(context(), e))?;
     if let Some(parent) = directory.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_directory(parent).map_err(|e| Error::io(context(), e))?;
     }
@@ -337,6 +341,7 @@ fn lock_directory(directory: &Path) -> Result<File, Error> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     match sys::try_lock_exclusive(&file) {

@@ -66,7 +66,7 @@ impl Backend {
     /// Opens (or creates) the backend file and makes sure etcd's buckets exist.
     pub(crate) fn open(path: &Path) -> Result<Backend> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+            crate::fileutil::create_dir_all(dir)
                 .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
         }
         let db = Self::open_file(path)?;

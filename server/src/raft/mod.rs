@@ -17,11 +17,13 @@
 //! parked proposals, leader loss, transfers), `read` (ReadIndex batches), `conf`
 //! (membership conf changes), `snapshots` (install, log compaction, snapshots for
 //! followers), `commit` (backend batch commits and maintenance), `peer` (what the
-//! transport delivers), `storage` (raft-rs storage over the WAL).
+//! transport delivers), `guard` (what a peer's message must pass before raft-rs sees it),
+//! `storage` (raft-rs storage over the WAL).
 
 mod commit;
 mod conf;
 mod forward;
+mod guard;
 mod logger;
 mod peer;
 pub(crate) mod proposer;
@@ -260,7 +262,55 @@ struct Loop {
     last_leader: u64,
 }
 
+/// Records the received file for snapshot `index`; returns an earlier file for the same
+/// index to delete. A snapshot delivered again for the same index lands at the same path:
+/// that path is the file just stored, never deleted.
+fn keep_snapshot_file(
+    files: &mut HashMap<u64, PathBuf>,
+    index: u64,
+    path: PathBuf,
+) -> Option<PathBuf> {
+    let old = files.insert(index, path.clone())?;
+    (old != path).then_some(old)
+}
+
+/// Logs a peer's raft message the guard refused.
+fn drop_message(m: &RaftMessage, why: &str) {
+    tracing::warn!(
+        from = %format_args!("{:x}", m.from),
+        msg = ?m.get_msg_type(),
+        term = m.term,
+        reason = why,
+        "dropping a raft message from a peer"
+    );
+}
+
 impl Loop {
+    /// A snapshot message whose backend file arrived at `path`: checked, the file kept
+    /// for the install (replacing an earlier file for the same index), then stepped.
+    fn on_snapshot_message(&mut self, m: RaftMessage, path: PathBuf) {
+        let v = guard::RaftView::of(&self.node);
+        if let Err(why) = guard::check_snapshot(&m, &v) {
+            drop_message(&m, &why);
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+        let index = m.get_snapshot().get_metadata().index;
+        if index <= v.committed {
+            // raft ignores it (already committed that far): the file is not needed.
+            tracing::info!(index, committed = v.committed, "ignoring an older snapshot");
+            if self.snapshot_files.get(&index) != Some(&path) {
+                let _ = std::fs::remove_file(&path);
+            }
+            let _ = self.node.step(m);
+            return;
+        }
+        if let Some(old) = keep_snapshot_file(&mut self.snapshot_files, index, path) {
+            let _ = std::fs::remove_file(old);
+        }
+        let _ = self.node.step(m);
+    }
+
     fn run(&mut self) {
         let mut next_tick = Instant::now() + self.opts.tick;
         let mut stop: Option<oneshot::Sender<()>> = None;
@@ -397,15 +447,13 @@ impl Loop {
             Msg::Task(t, w) => tasks.push((t, w)),
             Msg::Stop(s) => *stop = Some(s),
             Msg::Raft(m) => {
-                let _ = self.node.step(m);
-            }
-            Msg::Snapshot(m, path) => {
-                let index = m.get_snapshot().get_metadata().index;
-                if let Some(old) = self.snapshot_files.insert(index, path) {
-                    let _ = std::fs::remove_file(old);
+                if let Err(why) = guard::check(&m, &guard::RaftView::of(&self.node)) {
+                    drop_message(&m, &why);
+                    return;
                 }
                 let _ = self.node.step(m);
             }
+            Msg::Snapshot(m, path) => self.on_snapshot_message(m, path),
             Msg::Unreachable(id) => self.node.report_unreachable(id),
             Msg::PeerClosed(id) => self.on_peer_closed(id),
             Msg::SnapshotStatus(id, ok) => {
@@ -445,5 +493,24 @@ impl Loop {
                 let _ = w.send(v);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_delivered_again_keeps_its_file() {
+        let mut files = HashMap::new();
+        let p = PathBuf::from("snap/2-9.snap.db");
+        assert_eq!(keep_snapshot_file(&mut files, 9, p.clone()), None);
+        // The same index, the same path: nothing to delete, the file stays recorded.
+        assert_eq!(keep_snapshot_file(&mut files, 9, p.clone()), None);
+        assert_eq!(files.get(&9), Some(&p));
+        // Another file for that index replaces (and deletes) the first.
+        let q = PathBuf::from("elsewhere/2-9.snap.db");
+        assert_eq!(keep_snapshot_file(&mut files, 9, q.clone()), Some(p));
+        assert_eq!(files.get(&9), Some(&q));
     }
 }

@@ -31,8 +31,10 @@ impl crate::transport::Handler for PeerHandler {
         self.send(Msg::Raft(m));
     }
 
-    fn on_snapshot(&self, m: RaftMessage, db: PathBuf) {
+    fn on_snapshot(&self, m: RaftMessage, db: PathBuf) -> std::result::Result<(), String> {
+        crate::snapshot::verify(&db)?;
         self.send(Msg::Snapshot(m, db));
+        Ok(())
     }
 
     fn on_unreachable(&self, id: u64) {
@@ -47,21 +49,37 @@ impl crate::transport::Handler for PeerHandler {
         self.send(Msg::SnapshotStatus(to, ok));
     }
 
-    fn members(&self) -> Vec<u8> {
-        let Some(c) = self.state.upgrade() else {
-            return Vec::new();
-        };
+    /// Answered only to a member that was added (MemberAdd) with these peer URLs and has
+    /// not started yet (it has published no name): what it needs to join.
+    fn members(&self, peer_urls: &[String]) -> Option<Vec<u8>> {
+        let c = self.state.upgrade()?;
+        let cluster = c.cluster.read();
+        let joining = cluster.members.values().any(|m| {
+            m.id != c.member.id
+                && m.name.is_empty()
+                && !peer_urls.is_empty()
+                && m.peer_urls.iter().any(|u| peer_urls.contains(u))
+        });
+        if !joining {
+            return None;
+        }
         let info = crate::membership::ClusterInfo {
             cluster_id: c.member.cluster_id,
-            members: c.cluster.read().members.values().cloned().collect(),
+            members: cluster.members.values().cloned().collect(),
         };
-        serde_json::to_vec(&info).unwrap_or_default()
+        serde_json::to_vec(&info).ok()
     }
 
     fn is_removed(&self, id: u64) -> bool {
         self.state
             .upgrade()
             .is_some_and(|c| c.cluster.read().removed.contains(&id))
+    }
+
+    fn is_member(&self, id: u64) -> bool {
+        self.state
+            .upgrade()
+            .is_some_and(|c| id != c.member.id && c.cluster.read().members.contains_key(&id))
     }
 
     fn on_removed(&self) {

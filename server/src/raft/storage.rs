@@ -212,7 +212,9 @@ pub(super) fn snapshot(
     })
     .to_string();
     let tmp = snap_dir.join(format!("{name}.tmp"));
-    std::fs::write(&tmp, body)
+    crate::fileutil::private_file()
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, body.as_bytes()))
         .and_then(|_| std::fs::rename(&tmp, snap_dir.join(&name)))
         .map_err(|e| Error::Internal(format!("snap metadata: {e}")))?;
     if let Ok(rd) = std::fs::read_dir(snap_dir) {

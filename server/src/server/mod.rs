@@ -40,6 +40,13 @@ impl Server {
     /// Opens the data directory, recovers, and starts serving.
     pub async fn start(cfg: Config) -> Result<Server> {
         let opts = Options::new(&cfg)?;
+        // etcd 3.5's TouchDirAll: 0700 when created; wider permissions are reported.
+        crate::fileutil::touch_dir_all(&opts.data_dir).map_err(|e| {
+            crate::error::Error::Internal(format!(
+                "cannot access data directory {}: {e}",
+                opts.data_dir.display()
+            ))
+        })?;
         let dirs = recover::Dirs::of(&opts.data_dir);
         let disk = recover::open_backend(&dirs).await?;
         // etcd checks only members that ran before (a new one has nothing to compare).

@@ -54,16 +54,16 @@ async fn serve(inner: &Arc<Inner>, mut stream: TcpStream, addr: SocketAddr) -> R
         }
     };
     if pre.kind == Kind::Members {
-        stream
-            .write_all(&wire::encode_reply(wire::STATUS_OK, ""))
-            .await?;
-        let members = inner.handler.members();
-        wire::write_frame(&mut stream, &members).await?;
-        stream.shutdown().await?;
-        return Ok(());
+        return members_query(inner, stream, addr).await;
     }
     if let Some((status, reason)) = check(inner, &pre) {
         log_refusal(inner, &pre, addr, status, &reason);
+        if status == wire::STATUS_REMOVED {
+            let reply = wire::encode_removed_reply(inner.local_id(), inner.cluster_id());
+            stream.write_all(&reply).await?;
+            stream.shutdown().await?;
+            return Ok(());
+        }
         return refuse(stream, status, &reason).await;
     }
     stream
@@ -71,15 +71,50 @@ async fn serve(inner: &Arc<Inner>, mut stream: TcpStream, addr: SocketAddr) -> R
         .await?;
     match pre.kind {
         Kind::Raft => read_stream(inner, stream, pre.from).await,
-        Kind::Snapshot => snapshot::receive(inner, stream).await,
+        Kind::Snapshot => snapshot::receive(inner, stream, pre.from).await,
         Kind::Members => Ok(()),
     }
+}
+
+/// Answers a members query to a member waiting to join (its peer URLs follow the
+/// preamble); refuses it with status 5 otherwise.
+async fn members_query(
+    inner: &Arc<Inner>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+) -> Result<(), Error> {
+    let query = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        wire::read_small_frame(&mut stream, wire::MAX_QUERY),
+    )
+    .await
+    .map_err(|_| Error::Timeout("waiting for a members query"))??;
+    let urls: Vec<String> = match serde_json::from_slice(&query) {
+        Ok(u) => u,
+        Err(_) => {
+            tracing::warn!(%addr, "refusing a malformed members query");
+            return refuse(stream, wire::STATUS_BAD_PREAMBLE, "malformed members query").await;
+        }
+    };
+    let Some(members) = inner.handler.members(&urls) else {
+        let reason = format!(
+            "peer URLs {urls:?} are not those of a member added to the cluster and waiting to join"
+        );
+        tracing::warn!(%addr, reason, "refusing a members query");
+        return refuse(stream, wire::STATUS_NOT_MEMBER, &reason).await;
+    };
+    stream
+        .write_all(&wire::encode_reply(wire::STATUS_OK, ""))
+        .await?;
+    wire::write_frame(&mut stream, &members).await?;
+    stream.shutdown().await?;
+    Ok(())
 }
 
 /// Why a raft or snapshot connection is refused, if it is.
 fn check(inner: &Inner, pre: &Preamble) -> Option<(u8, String)> {
     let cluster = inner.cluster_id();
-    if cluster != 0 && pre.cluster != cluster {
+    if pre.cluster != cluster {
         return Some((
             wire::STATUS_CLUSTER_MISMATCH,
             format!(
@@ -97,6 +132,12 @@ fn check(inner: &Inner, pre: &Preamble) -> Option<(u8, String)> {
     }
     if inner.handler.is_removed(pre.from) {
         return Some((wire::STATUS_REMOVED, wire::REASON_REMOVED.to_string()));
+    }
+    if pre.from == local || !inner.handler.is_member(pre.from) {
+        return Some((
+            wire::STATUS_NOT_MEMBER,
+            format!("{:x} is not a member of cluster {cluster:x}", pre.from),
+        ));
     }
     None
 }
@@ -145,14 +186,14 @@ async fn read_stream(inner: &Arc<Inner>, stream: TcpStream, from: u64) -> Result
             return Ok(());
         };
         let m = wire::decode_message(&frame)?;
-        if m.from != from {
-            tracing::warn!(peer = %peer, message_from = %format_args!("{:x}", m.from), "dropping a raft message whose sender differs from its stream's");
+        if m.from != from || m.to != inner.local_id() {
+            tracing::warn!(peer = %peer, message_from = %format_args!("{:x}", m.from), message_to = %format_args!("{:x}", m.to), "dropping a raft message whose sender or addressee differs from its stream's");
             continue;
         }
-        if inner.handler.is_removed(from) {
+        if !inner.handler.is_member(from) {
             // Removed while connected: closing makes the sender reconnect, and the
             // preamble check then tells it (status 3) that it was removed.
-            tracing::info!(peer = %peer, "closing the raft stream of a removed member");
+            tracing::info!(peer = %peer, "closing the raft stream of a member no longer in the cluster");
             return Ok(());
         }
         inner.handler.on_message(m);

@@ -20,6 +20,17 @@
 //!   removes it).
 //! - A members query answers [`Handler::members`] to a member that is still joining.
 //!
+//! # Trust
+//! Nothing on the peer port is trusted by default. A raft stream or a snapshot is accepted
+//! only from a current member ([`Handler::is_member`]) of our cluster, addressed to us,
+//! and every message on it must be from that member and to us; the raft loop then checks
+//! each message against its state before raft-rs sees it (`raft/guard.rs`). Without TLS
+//! the ids are the sender's claim: the checks keep strangers and mistakes out and keep
+//! crafted input from stopping a member, they do not authenticate (peer TLS will). A
+//! members query is answered only to a member that was added and has not started yet
+//! (its peer URLs), and a "removed" answer is believed only when it names the member we
+//! dialed and our cluster.
+//!
 //! Handler methods are called from tokio tasks or blocking threads of the runtime that
 //! started the transport, never from inside `send`/`send_snapshot`.
 //!
@@ -41,18 +52,28 @@
 //! 2  not the addressed member   (`to` is not the receiver's member id)
 //! 3  sender removed             ("the member has been permanently removed from the cluster")
 //! 4  bad preamble               (unknown magic or kind)
+//! 5  not a member               (`from` is not a current member, or is the receiver; a
+//!                                members query from URLs of no member waiting to join)
 //! ```
 //! Checks are made in that order: magic and kind, then (kinds 1 and 2 only) the cluster
-//! id (a receiver whose own cluster id is still 0 accepts any), `to`, and whether `from`
-//! was removed. A sender told 3 calls [`Handler::on_removed`]. A members query is answered
-//! whatever its ids and whatever the receiver's cluster id.
+//! id, `to`, whether `from` was removed, whether `from` is a current member other than
+//! the receiver. A status 3 reply is followed by `member u64` + `cluster u64`: the
+//! refusing member's id and cluster id. A sender told 3 calls [`Handler::on_removed`]
+//! only when those are the member it dialed and its own cluster id (a refusal from
+//! elsewhere is logged and treated like any failed connection).
+//!
+//! A members query (kind 3) ignores the preamble's ids; right after the preamble the
+//! asker writes one frame (at most 64 KiB) holding the JSON array of its advertised peer
+//! URLs, and the receiver answers 0 only when [`Handler::members`] accepts them, 5
+//! otherwise.
 //!
 //! A *frame* is `len u32` + `len` bytes (at most 512 MiB).
 //!
 //! **Kind 1, raft stream.** After status 0 the sender writes frames, each holding one
 //! `raft::eraftpb::Message` in rust-protobuf encoding, in send order, until it closes.
 //! Nothing flows back; the receiver delivers each message to [`Handler::on_message`]
-//! (a message whose `from` differs from the preamble's is dropped).
+//! (a message whose `from` differs from the preamble's or whose `to` is not the receiver
+//! is dropped; the stream is closed once the sender is no longer a member).
 //!
 //! **Kind 2, snapshot.** After status 0:
 //! ```text
@@ -66,7 +87,8 @@
 //! The receiver checks `total` and `crc`, fsyncs and renames the file, calls
 //! [`Handler::on_snapshot`] and answers one result byte: 0 stored and delivered,
 //! 1 rejected (length or CRC mismatch, malformed stream, a message that is not a
-//! MsgSnapshot or is addressed to another member, the same file already being received),
+//! MsgSnapshot, is addressed to another member or is not from the connection's member, the
+//! same file already being received, a file [`Handler::on_snapshot`] refuses),
 //! 2 the receiver could not store it. A broken connection delivers nothing and leaves no
 //! file. The sender reports the outcome with [`Handler::on_snapshot_status`].
 //!
@@ -119,8 +141,9 @@ const LOG_EVERY: Duration = Duration::from_secs(30);
 pub(crate) trait Handler: Send + Sync + 'static {
     /// A raft message from a peer's stream.
     fn on_message(&self, m: Message);
-    /// A snapshot message whose backend file is fully received and fsynced at `db`.
-    fn on_snapshot(&self, m: Message, db: PathBuf);
+    /// A snapshot message whose backend file is fully received and fsynced at `db`; `Err`
+    /// rejects the file (it is removed and the sender told 1). Called on a blocking thread.
+    fn on_snapshot(&self, m: Message, db: PathBuf) -> Result<(), String>;
     /// The connection to peer `id` failed or broke, or its queue overflowed.
     fn on_unreachable(&self, id: u64);
     /// Peer `id` closed our stream to it (end of file or reset): its process stopped,
@@ -129,11 +152,16 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn on_peer_closed(&self, id: u64);
     /// Outcome of a snapshot we sent to `to`.
     fn on_snapshot_status(&self, to: u64, ok: bool);
-    /// The answer to a members query (opaque to the transport).
-    fn members(&self) -> Vec<u8>;
+    /// The answer to a members query from a member joining at `peer_urls` (opaque to the
+    /// transport); `None` refuses the query (status 5).
+    fn members(&self, peer_urls: &[String]) -> Option<Vec<u8>>;
     /// Whether `id` was removed from the cluster (its connections are refused with status 3).
     fn is_removed(&self, id: u64) -> bool;
-    /// A peer told us we were removed from the cluster (status 3). May be called more than once.
+    /// Whether `id` is a current member of the cluster (only members' raft streams and
+    /// snapshots are accepted; others are refused with status 5).
+    fn is_member(&self, id: u64) -> bool;
+    /// A member of our cluster told us we were removed from it (status 3). May be called
+    /// more than once.
     fn on_removed(&self);
 }
 
@@ -170,6 +198,11 @@ pub(crate) enum Error {
     Protocol(&'static str),
     #[error("no URL known for peer {0:x}")]
     UnknownPeer(u64),
+    #[error(
+        "refused by member {member:x} of cluster {cluster:x}: {}",
+        wire::REASON_REMOVED
+    )]
+    Removed { member: u64, cluster: u64 },
     #[error("snapshot rejected by the peer (result {0})")]
     SnapshotRejected(u8),
 }
@@ -397,25 +430,39 @@ impl Inner {
             cluster: self.cluster_id(),
         };
         let res = wire::handshake(url, pre, CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT).await;
-        if let Err(Error::Refused {
-            status: wire::STATUS_REMOVED,
-            ..
-        }) = &res
-        {
-            self.handler.on_removed();
+        if let Err(Error::Removed { member, cluster }) = &res {
+            if removal_is_believed(*member, *cluster, to, self.cluster_id()) {
+                self.handler.on_removed();
+            } else {
+                tracing::warn!(
+                    peer = %format_args!("{to:x}"),
+                    %url,
+                    answered_member = %format_args!("{member:x}"),
+                    answered_cluster = %format_args!("{cluster:x}"),
+                    "ignoring a \"removed\" answer from outside this cluster"
+                );
+            }
         }
         res
     }
 }
 
-/// Asks the members at `peer_urls`, in turn, for their member list (a members query);
-/// returns the first answer (the bytes of the peer's [`Handler::members`]). `timeout`
-/// bounds each attempt.
+/// A "removed" answer (status 3) naming `member` and `cluster` is believed only from the
+/// member we dialed (`to`) in our own cluster.
+fn removal_is_believed(member: u64, cluster: u64, to: u64, our_cluster: u64) -> bool {
+    our_cluster != 0 && cluster == our_cluster && member == to
+}
+
+/// Asks the members at `peer_urls`, in turn, for their member list (a members query) on
+/// behalf of the member joining at `my_peer_urls`; returns the first answer (the bytes of
+/// the peer's [`Handler::members`]). `timeout` bounds each attempt.
 pub(crate) async fn fetch_members(
     peer_urls: &[String],
+    my_peer_urls: &[String],
     timeout: Duration,
 ) -> Result<Vec<u8>, String> {
     let mut errors = Vec::new();
+    let asker = serde_json::to_vec(my_peer_urls).unwrap_or_default();
     for url in peer_urls {
         let attempt = async {
             let pre = wire::Preamble {
@@ -424,7 +471,7 @@ pub(crate) async fn fetch_members(
                 to: 0,
                 cluster: 0,
             };
-            let mut s = wire::handshake(url, pre, timeout, timeout).await?;
+            let mut s = wire::handshake_with(url, pre, Some(&asker), timeout, timeout).await?;
             match wire::read_frame(&mut s).await? {
                 Some(b) => Ok(b.to_vec()),
                 None => Err(Error::Protocol("connection closed before the member list")),

@@ -103,10 +103,14 @@ pub(super) async fn run(
                     next_url = next_url.wrapping_add(1);
                     if failures == 0 {
                         match &e {
-                            Error::Refused {
-                                status: wire::STATUS_REMOVED,
-                                ..
-                            } => {
+                            Error::Removed { member, cluster }
+                                if super::removal_is_believed(
+                                    *member,
+                                    *cluster,
+                                    id,
+                                    inner.cluster_id(),
+                                ) =>
+                            {
                                 tracing::error!(peer = %peer, "this member was removed from the cluster (told by a peer)")
                             }
                             Error::Url { .. } => {

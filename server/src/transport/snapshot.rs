@@ -160,22 +160,25 @@ enum RecvError {
 }
 
 /// Receives one snapshot on an accepted connection (after the OK reply).
-pub(super) async fn receive(inner: &Arc<Inner>, stream: TcpStream) -> Result<(), Error> {
+pub(super) async fn receive(inner: &Arc<Inner>, stream: TcpStream, from: u64) -> Result<(), Error> {
     let stream = into_blocking(stream)?;
     let inner = inner.clone();
-    tokio::task::spawn_blocking(move || receive_blocking(&inner, stream))
+    tokio::task::spawn_blocking(move || receive_blocking(&inner, stream, from))
         .await
         .map_err(|e| Error::Io(io::Error::other(format!("snapshot receiver thread: {e}"))))?
 }
 
-fn receive_blocking(inner: &Inner, stream: StdStream) -> Result<(), Error> {
+fn receive_blocking(inner: &Inner, stream: StdStream, from: u64) -> Result<(), Error> {
     let mut r = BufReader::with_capacity(256 << 10, &stream);
     let m = match read_message(&mut r) {
         Ok(m) => m,
         Err(e) => return answer(&stream, e, None),
     };
-    if m.to != inner.local_id() {
-        let why = format!("snapshot message addressed to member {:x}", m.to);
+    if m.to != inner.local_id() || m.from != from {
+        let why = format!(
+            "snapshot message from {:x} to {:x} on a connection from {from:x}",
+            m.from, m.to
+        );
         return answer(&stream, RecvError::Corrupt(why), Some(&m));
     }
     let index = m.get_snapshot().get_metadata().index;
@@ -192,7 +195,13 @@ fn receive_blocking(inner: &Inner, stream: StdStream) -> Result<(), Error> {
     match res {
         Ok(()) => {
             tracing::info!(from = %format_args!("{:x}", m.from), index, path = %path.display(), "snapshot received");
-            inner.handler.on_snapshot(m, path);
+            let from = m.from;
+            if let Err(why) = inner.handler.on_snapshot(m, path.clone()) {
+                let _ = std::fs::remove_file(&path);
+                tracing::warn!(from = %format_args!("{from:x}"), reason = %why, "rejected a snapshot");
+                (&stream).write_all(&[RESULT_CORRUPT])?;
+                return Ok(());
+            }
             (&stream).write_all(&[RESULT_OK])?;
             Ok(())
         }
@@ -262,8 +271,10 @@ fn receive_file(
     tmp: &Path,
     path: &Path,
 ) -> Result<(), RecvError> {
-    std::fs::create_dir_all(&inner.snap_dir).map_err(RecvError::Store)?;
-    let mut file = File::create(tmp).map_err(RecvError::Store)?;
+    crate::fileutil::create_dir_all(&inner.snap_dir).map_err(RecvError::Store)?;
+    let mut file = crate::fileutil::private_file()
+        .open(tmp)
+        .map_err(RecvError::Store)?;
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut crc = 0u32;
     let mut total = 0u64;

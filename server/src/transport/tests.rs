@@ -34,14 +34,26 @@ struct TestHandler {
     tx: mpsc::UnboundedSender<Ev>,
     members: Vec<u8>,
     removed: Mutex<HashSet<u64>>,
+    /// Ids that are not members (every other id is).
+    strangers: Mutex<HashSet<u64>>,
 }
+
+/// Snapshots at this index are refused by the test handler.
+const REJECTED_INDEX: u64 = 666;
+
+/// The peer URL of the member the test handlers consider added and waiting to join.
+const JOINER_URL: &str = "http://127.0.0.1:9";
 
 impl Handler for TestHandler {
     fn on_message(&self, m: Message) {
         let _ = self.tx.send(Ev::Msg(m));
     }
-    fn on_snapshot(&self, m: Message, db: PathBuf) {
+    fn on_snapshot(&self, m: Message, db: PathBuf) -> Result<(), String> {
+        if m.get_snapshot().get_metadata().index == REJECTED_INDEX {
+            return Err("rejected by the handler".into());
+        }
         let _ = self.tx.send(Ev::Snap(m, db));
+        Ok(())
     }
     fn on_unreachable(&self, id: u64) {
         let _ = self.tx.send(Ev::Unreachable(id));
@@ -52,11 +64,17 @@ impl Handler for TestHandler {
     fn on_snapshot_status(&self, to: u64, ok: bool) {
         let _ = self.tx.send(Ev::SnapStatus(to, ok));
     }
-    fn members(&self) -> Vec<u8> {
-        self.members.clone()
+    fn members(&self, peer_urls: &[String]) -> Option<Vec<u8>> {
+        peer_urls
+            .iter()
+            .any(|u| u == JOINER_URL)
+            .then(|| self.members.clone())
     }
     fn is_removed(&self, id: u64) -> bool {
         self.removed.lock().contains(&id)
+    }
+    fn is_member(&self, id: u64) -> bool {
+        !self.removed.lock().contains(&id) && !self.strangers.lock().contains(&id)
     }
     fn on_removed(&self) {
         let _ = self.tx.send(Ev::Removed);
@@ -85,6 +103,7 @@ impl Node {
             tx,
             members: format!("members of {id}").into_bytes(),
             removed: Mutex::new(HashSet::new()),
+            strangers: Mutex::new(HashSet::new()),
         });
         let dir = tempfile::tempdir().unwrap();
         let cfg = TransportConfig {
@@ -371,14 +390,162 @@ async fn removed_sender_is_told_so() {
         to: 2,
         cluster: 7,
     };
-    let (_, status, reason) = raw_handshake(&b.url, pre).await;
+    let (mut s, status, reason) = raw_handshake(&b.url, pre).await;
     assert_eq!(status, wire::STATUS_REMOVED);
     assert_eq!(
         reason,
         "the member has been permanently removed from the cluster"
     );
+    // The refusal names the refusing member and its cluster.
+    assert_eq!(wire::read_removed_by(&mut s).await.unwrap(), (2, 7));
     a.t.stop().await;
     b.t.stop().await;
+}
+
+/// Serves one fake peer: answers every connection with `reply` after its preamble.
+async fn fake_peer(reply: Vec<u8>) -> (String, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let mut pre = [0u8; wire::PREAMBLE_LEN];
+            if s.read_exact(&mut pre).await.is_ok() {
+                let _ = s.write_all(&reply).await;
+            }
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn removed_answer_from_outside_the_cluster_is_not_believed() {
+    let mut a = Node::start(1, 7).await;
+    // Another cluster's member, a member of ours that is not the one dialed, an old-style
+    // answer naming no one: none of them stops A.
+    for (member, cluster) in [(2, 8), (3, 7), (0, 0)] {
+        let reply = if member == 0 {
+            wire::encode_reply(wire::STATUS_REMOVED, wire::REASON_REMOVED)
+        } else {
+            wire::encode_removed_reply(member, cluster)
+        };
+        let (url, task) = fake_peer(reply).await;
+        a.t.add_peer(2, vec![url]);
+        a.t.send(vec![msg(1, 2, 1)]);
+        a.wait_for(|e| match e {
+            Ev::Unreachable(2) => Some(()),
+            Ev::Removed => panic!("believed a removal by {member:x} of cluster {cluster:x}"),
+            _ => None,
+        })
+        .await;
+        a.t.remove_peer(2);
+        task.abort();
+    }
+    // The member dialed, in our cluster: believed.
+    let (url, task) = fake_peer(wire::encode_removed_reply(2, 7)).await;
+    a.t.add_peer(2, vec![url]);
+    a.t.send(vec![msg(1, 2, 1)]);
+    a.wait_for(|e| matches!(e, Ev::Removed).then_some(())).await;
+    task.abort();
+    a.t.stop().await;
+}
+
+#[tokio::test]
+async fn only_members_may_stream_to_us() {
+    let mut b = Node::start(2, 7).await;
+    b.handler.strangers.lock().insert(5);
+    let pre = Preamble {
+        kind: Kind::Raft,
+        from: 5,
+        to: 2,
+        cluster: 7,
+    };
+    // A stranger, and a connection claiming to come from the receiver itself.
+    for from in [5, 2] {
+        for kind in [Kind::Raft, Kind::Snapshot] {
+            let (_, status, reason) = raw_handshake(&b.url, Preamble { from, kind, ..pre }).await;
+            assert_eq!(status, wire::STATUS_NOT_MEMBER, "{reason}");
+        }
+    }
+    // A member's stream: messages from someone else or to someone else are dropped.
+    let (mut s, status, _) = raw_handshake(&b.url, Preamble { from: 1, ..pre }).await;
+    assert_eq!(status, wire::STATUS_OK);
+    let mut buf = Vec::new();
+    for m in [msg(3, 2, 1), msg(1, 3, 2), msg(1, 2, 3)] {
+        wire::encode_message(&m, &mut buf).unwrap();
+    }
+    s.write_all(&buf).await.unwrap();
+    let got = b.next_msg().await;
+    assert_eq!((got.from, got.to, got.index), (1, 2, 3));
+    assert!(b.rx.try_recv().is_err());
+    // The member leaves the cluster while connected: its stream is closed.
+    b.handler.strangers.lock().insert(1);
+    buf.clear();
+    wire::encode_message(&msg(1, 2, 4), &mut buf).unwrap();
+    s.write_all(&buf).await.unwrap();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
+        .await
+        .expect("stream not closed");
+    assert_eq!(n.unwrap_or(0), 0);
+    assert!(b.rx.try_recv().is_err());
+    b.t.stop().await;
+}
+
+#[tokio::test]
+async fn a_snapshot_must_come_from_its_connections_member() {
+    let mut b = Node::start(2, 7).await;
+    // The connection is opened as member 1, the message claims member 3.
+    let send = |m: Message| {
+        let url = b.url.clone();
+        tokio::task::spawn_blocking(move || raw_snapshot_as(&url, 1, m, b"backend"))
+    };
+    let res = send(snap_msg(3, 2, 9)).await.unwrap();
+    assert_eq!(res, Some(RESULT_CORRUPT));
+    assert!(!received_path(&b.snap_dir(), 2, 9).exists());
+    assert!(b.rx.try_recv().is_err());
+    // A file the handler rejects is answered 1 and removed.
+    let res = send(snap_msg(1, 2, REJECTED_INDEX)).await.unwrap();
+    assert_eq!(res, Some(RESULT_CORRUPT));
+    assert!(!received_path(&b.snap_dir(), 2, REJECTED_INDEX).exists());
+    let res = send(snap_msg(1, 2, 9)).await.unwrap();
+    assert_eq!(res, Some(0));
+    let (m, _) = b
+        .wait_for(|e| match e {
+            Ev::Snap(m, p) => Some((m, p)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(m.from, 1);
+    b.t.stop().await;
+}
+
+/// Sends a whole, well-formed snapshot transfer on a connection opened as `from`.
+fn raw_snapshot_as(url: &str, from: u64, m: Message, body: &[u8]) -> Option<u8> {
+    let mut s = std::net::TcpStream::connect(wire::peer_addr(url).unwrap()).unwrap();
+    let pre = Preamble {
+        kind: Kind::Snapshot,
+        from,
+        to: 2,
+        cluster: 7,
+    };
+    s.write_all(&pre.encode()).unwrap();
+    let mut head = [0u8; 3];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], wire::STATUS_OK);
+    let mut out = Vec::new();
+    wire::encode_message(&m, &mut out).unwrap();
+    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    out.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
+    s.write_all(&out).unwrap();
+    let mut r = [0u8; 1];
+    s.read_exact(&mut r).ok().map(|_| r[0])
 }
 
 #[tokio::test]
@@ -579,18 +746,34 @@ async fn corrupted_snapshot_is_rejected() {
 
 #[tokio::test]
 async fn members_query_answers_handler_bytes() {
-    // A member that does not know its cluster id yet still answers.
-    let b = Node::start(2, 0).await;
+    let b = Node::start(2, 7).await;
+    let me = vec![JOINER_URL.to_string()];
     let urls = vec![dead_url().await, b.url.clone()];
-    let got = fetch_members(&urls, Duration::from_secs(5)).await.unwrap();
+    let got = fetch_members(&urls, &me, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(got, b"members of 2");
-    let err = fetch_members(&[dead_url().await], Duration::from_secs(5))
+    // Asked from URLs of no member waiting to join: refused with status 5.
+    let err = fetch_members(
+        &urls,
+        &["http://127.0.0.1:10".to_string()],
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("status 5"), "{err}");
+    assert!(err.contains("waiting to join"), "{err}");
+    let err = fetch_members(&[dead_url().await], &me, Duration::from_secs(5))
         .await
         .unwrap_err();
     assert!(err.contains("could not fetch"), "{err}");
-    let err = fetch_members(&["https://127.0.0.1:1".to_string()], Duration::from_secs(5))
-        .await
-        .unwrap_err();
+    let err = fetch_members(
+        &["https://127.0.0.1:1".to_string()],
+        &me,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("TLS"), "{err}");
     b.t.stop().await;
 }
@@ -627,12 +810,17 @@ impl Handler for CountingHandler {
             self.done.notify_one();
         }
     }
-    fn on_snapshot(&self, _m: Message, _db: PathBuf) {}
+    fn on_snapshot(&self, _m: Message, _db: PathBuf) -> Result<(), String> {
+        Ok(())
+    }
     fn on_unreachable(&self, _id: u64) {}
     fn on_peer_closed(&self, _id: u64) {}
     fn on_snapshot_status(&self, _to: u64, _ok: bool) {}
-    fn members(&self) -> Vec<u8> {
-        Vec::new()
+    fn members(&self, _peer_urls: &[String]) -> Option<Vec<u8>> {
+        None
+    }
+    fn is_member(&self, _id: u64) -> bool {
+        true
     }
     fn is_removed(&self, _id: u64) -> bool {
         false

@@ -24,6 +24,9 @@ pub(crate) const STATUS_CLUSTER_MISMATCH: u8 = 1;
 pub(crate) const STATUS_WRONG_MEMBER: u8 = 2;
 pub(crate) const STATUS_REMOVED: u8 = 3;
 pub(crate) const STATUS_BAD_PREAMBLE: u8 = 4;
+pub(crate) const STATUS_NOT_MEMBER: u8 = 5;
+/// Largest members query (the asker's peer URLs).
+pub(crate) const MAX_QUERY: usize = 64 << 10;
 
 /// Reason sent with [`STATUS_REMOVED`].
 pub(crate) const REASON_REMOVED: &str = "the member has been permanently removed from the cluster";
@@ -94,6 +97,14 @@ pub(crate) fn encode_reply(status: u8, reason: &str) -> Vec<u8> {
     b
 }
 
+/// The reply refusing a removed member: the reason, then who refuses.
+pub(crate) fn encode_removed_reply(member: u64, cluster: u64) -> Vec<u8> {
+    let mut b = encode_reply(STATUS_REMOVED, REASON_REMOVED);
+    b.extend_from_slice(&member.to_be_bytes());
+    b.extend_from_slice(&cluster.to_be_bytes());
+    b
+}
+
 /// Reads a handshake reply.
 pub(crate) async fn read_reply<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<(u8, String)> {
     let mut head = [0u8; 3];
@@ -102,6 +113,34 @@ pub(crate) async fn read_reply<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<(u
     let mut reason = vec![0u8; len];
     r.read_exact(&mut reason).await?;
     Ok((head[0], String::from_utf8_lossy(&reason).into_owned()))
+}
+
+/// Reads the `member u64` + `cluster u64` that follow a status 3 reply.
+pub(crate) async fn read_removed_by<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<(u64, u64)> {
+    let mut b = [0u8; 16];
+    r.read_exact(&mut b).await?;
+    let member = u64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+    let cluster = u64::from_be_bytes(b[8..].try_into().expect("8 bytes"));
+    Ok((member, cluster))
+}
+
+/// Reads one frame of at most `max` bytes.
+pub(crate) async fn read_small_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<Vec<u8>> {
+    let mut head = [0u8; 4];
+    r.read_exact(&mut head).await?;
+    let len = u32::from_be_bytes(head) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the {max} byte limit"),
+        ));
+    }
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b).await?;
+    Ok(b)
 }
 
 /// Appends `len u32 BE` + the protobuf encoding of `m` to `buf`.
@@ -208,10 +247,22 @@ pub(crate) fn peer_addr(url: &str) -> Result<String, Error> {
 }
 
 /// Opens a connection to `url`, sends `pre` and reads the reply. A non-zero status is
-/// returned as [`Error::Refused`] (the connection is dropped).
+/// returned as [`Error::Refused`], or [`Error::Removed`] for status 3 (the connection is
+/// dropped).
 pub(crate) async fn handshake(
     url: &str,
     pre: Preamble,
+    connect_timeout: std::time::Duration,
+    reply_timeout: std::time::Duration,
+) -> Result<TcpStream, Error> {
+    handshake_with(url, pre, None, connect_timeout, reply_timeout).await
+}
+
+/// [`handshake`], writing the frame `query` right after the preamble (a members query).
+pub(crate) async fn handshake_with(
+    url: &str,
+    pre: Preamble,
+    query: Option<&[u8]>,
     connect_timeout: std::time::Duration,
     reply_timeout: std::time::Duration,
 ) -> Result<TcpStream, Error> {
@@ -220,13 +271,28 @@ pub(crate) async fn handshake(
         .await
         .map_err(|_| Error::Timeout("connecting"))??;
     s.set_nodelay(true)?;
-    let hello = pre.encode();
-    let (status, reason) = tokio::time::timeout(reply_timeout, async {
+    let mut hello = pre.encode().to_vec();
+    if let Some(q) = query {
+        hello.extend_from_slice(&(q.len() as u32).to_be_bytes());
+        hello.extend_from_slice(q);
+    }
+    let (status, reason, removed_by) = tokio::time::timeout(reply_timeout, async {
         s.write_all(&hello).await?;
-        read_reply(&mut s).await
+        let (status, reason) = read_reply(&mut s).await?;
+        let by = if status == STATUS_REMOVED {
+            // An older member sends nothing after the reason: an unknown refuser.
+            read_removed_by(&mut s).await.ok()
+        } else {
+            None
+        };
+        io::Result::Ok((status, reason, by))
     })
     .await
     .map_err(|_| Error::Timeout("waiting for the handshake reply"))??;
+    if status == STATUS_REMOVED {
+        let (member, cluster) = removed_by.unwrap_or((0, 0));
+        return Err(Error::Removed { member, cluster });
+    }
     if status != STATUS_OK {
         return Err(Error::Refused { status, reason });
     }

@@ -100,7 +100,16 @@ pub fn copy_and_verify(src: &Path, dst: &Path, skip: bool) -> Result<bool, Strin
         return Err("snapshot missing hash but --skip-hash-check=false".into());
     }
     let body_len = if has_hash { len - SHA256_LEN } else { len };
-    let mut out = File::create(dst).map_err(|e| io_err("create", dst, e))?;
+    // etcd's PrivateFileMode.
+    let mut out = std::os::unix::fs::OpenOptionsExt::mode(
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        0o600,
+    )
+    .open(dst)
+    .map_err(|e| io_err("create", dst, e))?;
     let mut hasher = Sha256::new();
     let mut remaining = body_len;
     let mut buf = vec![0u8; 1 << 20];
@@ -186,7 +195,10 @@ pub fn restore(o: &RestoreOptions) -> Result<PathBuf, String> {
         }
     }
     let snap_dir = data_dir.join("member").join("snap");
-    fs::create_dir_all(&snap_dir).map_err(|e| io_err("create", &snap_dir, e))?;
+    // etcd's PrivateDirMode for the data directory and everything under it.
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&snap_dir)
+        .map_err(|e| io_err("create", &snap_dir, e))?;
     let db_path = snap_dir.join("db");
     let part = snap_dir.join("db.part");
     let result = copy_and_verify(&o.snapshot, &part, o.skip_hash_check)
