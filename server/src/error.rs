@@ -20,6 +20,10 @@ pub enum Error {
     TooManyOps,
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
+    /// Txns nested deeper than a raft entry can carry (etcd has no such limit; Cairn's
+    /// protobuf decoder stops at 100 message levels).
+    #[error("etcdserver: txn request nested too deeply")]
+    TxnTooDeep,
     #[error("etcdserver: invalid sort option")]
     InvalidSortOption,
     #[error("etcdserver: mvcc: required revision has been compacted")]
@@ -98,7 +102,7 @@ impl Error {
         use Error::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+            | TxnTooDeep | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,

@@ -52,3 +52,47 @@ async fn an_undecodable_committed_entry_stops_the_member_naming_its_index() {
     }
     server.stop().await;
 }
+
+/// A txn nested one level deeper than a raft entry can carry still decodes as a gRPC
+/// request; it must be refused before it becomes an entry (otherwise every member would
+/// stop when applying it), and the member keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_txn_too_deep_for_an_entry_is_refused_and_the_member_keeps_serving() {
+    use cairn_server::pb::etcdserverpb::kv_client::KvClient;
+    use cairn_server::pb::etcdserverpb::{request_op, PutRequest, RequestOp, TxnRequest};
+
+    let ts = TestServer::start().await;
+    let mut kv = KvClient::connect(ts.endpoint.clone())
+        .await
+        .expect("connect");
+    // 50 nested read-only txns (the deepest a gRPC request may be), beside a put at the
+    // top so that the txn writes and would go through raft.
+    let mut t = TxnRequest::default();
+    for _ in 0..50 {
+        t = TxnRequest {
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestTxn(t)),
+            }],
+            ..Default::default()
+        };
+    }
+    t.success.push(RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key: Bytes::from_static(b"deep"),
+            value: Bytes::from_static(b"v"),
+            ..Default::default()
+        })),
+    });
+    let err = kv.txn(t).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let mut c = ts.client().await;
+    c.put("after", "ok", None)
+        .await
+        .expect("the member still serves");
+    let got = c.get("deep", None).await.expect("get");
+    assert!(
+        got.kvs().is_empty(),
+        "nothing of the refused txn was written"
+    );
+    ts.stop().await;
+}

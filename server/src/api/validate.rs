@@ -46,10 +46,32 @@ pub(crate) fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
 /// etcd's checkTxnRequest (op counts per level, each op) plus checkIntervals (no key
 /// written twice, or written and deleted, in one branch).
 pub(crate) fn check_txn(r: &TxnRequest, max_ops: usize) -> Result<()> {
+    if txn_nesting(r) > MAX_TXN_NESTING {
+        return Err(Error::TxnTooDeep);
+    }
     check_txn_ops(r, max_ops)?;
     intervals(&r.success)?;
     intervals(&r.failure)?;
     Ok(())
+}
+
+/// The deepest txn nesting whose raft entry still decodes. The entry wraps the txn in one
+/// more message than the gRPC request does, and protobuf decoders stop at 100 levels (each
+/// nested txn costs two: the `RequestOp` and the `TxnRequest`); a txn the API accepted but
+/// the entry decoder refused would stop every member at apply.
+pub(crate) const MAX_TXN_NESTING: usize = 49;
+
+/// How many txns are nested inside `r` (0 for a flat txn).
+fn txn_nesting(r: &TxnRequest) -> usize {
+    r.success
+        .iter()
+        .chain(r.failure.iter())
+        .filter_map(|op| match &op.request {
+            Some(request_op::Request::RequestTxn(t)) => Some(1 + txn_nesting(t)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn check_txn_ops(r: &TxnRequest, max_ops: usize) -> Result<()> {
@@ -149,4 +171,46 @@ pub(crate) fn txn_is_serializable(r: &TxnRequest) -> bool {
             Some(request_op::Request::RequestTxn(t)) => txn_is_serializable(t),
             _ => true,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::apply::{InternalRequest, Op};
+
+    fn nested(levels: usize) -> TxnRequest {
+        let mut t = TxnRequest::default();
+        for _ in 0..levels {
+            t = TxnRequest {
+                success: vec![RequestOp {
+                    request: Some(request_op::Request::RequestTxn(t)),
+                }],
+                ..Default::default()
+            };
+        }
+        t
+    }
+
+    fn entry_decodes(t: TxnRequest) -> bool {
+        let data = InternalRequest {
+            id: 1,
+            op: Some(Op::Txn(t)),
+        }
+        .encode_to_vec();
+        InternalRequest::decode(data.as_slice()).is_ok()
+    }
+
+    #[test]
+    fn the_deepest_accepted_txn_still_decodes_as_an_entry() {
+        assert_eq!(txn_nesting(&nested(MAX_TXN_NESTING)), MAX_TXN_NESTING);
+        assert!(check_txn(&nested(MAX_TXN_NESTING), 128).is_ok());
+        assert!(entry_decodes(nested(MAX_TXN_NESTING)));
+        // One level more still decodes as a gRPC request but not as an entry: refused.
+        let deeper = nested(MAX_TXN_NESTING + 1);
+        assert!(TxnRequest::decode(deeper.encode_to_vec().as_slice()).is_ok());
+        assert!(!entry_decodes(deeper.clone()));
+        assert_eq!(check_txn(&deeper, 128), Err(Error::TxnTooDeep));
+    }
 }
