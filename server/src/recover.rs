@@ -34,6 +34,7 @@ use crate::schema::{
     applied_meta, ConfStateRecord, MemberRecord, CLUSTER, CLUSTER_ID_KEY, CLUSTER_VERSION_KEY,
     META, META_CONSISTENT_INDEX, META_TERM,
 };
+use crate::transport::PeerTls;
 
 /// The data directory's paths.
 pub(crate) struct Dirs {
@@ -92,11 +93,12 @@ pub(crate) struct Recovered {
 }
 
 /// Finds (or bootstraps) this member on the opened backend; `client_urls` are the URLs it
-/// advertises.
+/// advertises; `peer_tls` dials https peers when joining a running cluster.
 pub(crate) async fn member(
     disk: Disk,
     opts: &Options,
     client_urls: Vec<String>,
+    peer_tls: Option<&PeerTls>,
 ) -> Result<Recovered> {
     let Disk {
         store,
@@ -105,7 +107,7 @@ pub(crate) async fn member(
     } = disk;
     let fresh = !had_wal && Membership::load(&store.backend)?.members.is_empty();
     let (member, cluster) = if fresh {
-        bootstrap(&store, opts, client_urls).await?
+        bootstrap(&store, opts, client_urls, peer_tls).await?
     } else {
         identify(&store, opts, client_urls)?
     };
@@ -290,6 +292,7 @@ async fn bootstrap(
     store: &Store,
     opts: &Options,
     client_urls: Vec<String>,
+    peer_tls: Option<&PeerTls>,
 ) -> Result<(MemberInfo, Membership)> {
     let be = &store.backend;
     let mut cluster = Membership::default();
@@ -306,14 +309,15 @@ async fn bootstrap(
                     .into(),
             ));
         }
-        let bytes = crate::transport::fetch_members(&others, mine, Duration::from_secs(5))
-            .await
-            .map_err(|e| {
-                Error::Internal(format!(
-                    "cannot fetch cluster info from peer urls {}: {e}",
-                    others.join(",")
-                ))
-            })?;
+        let bytes =
+            crate::transport::fetch_members(&others, mine, peer_tls, Duration::from_secs(5))
+                .await
+                .map_err(|e| {
+                    Error::Internal(format!(
+                        "cannot fetch cluster info from peer urls {}: {e}",
+                        others.join(",")
+                    ))
+                })?;
         let info: ClusterInfo = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Internal(format!("bad cluster info from peers: {e}")))?;
         for m in info.members {

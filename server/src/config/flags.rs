@@ -92,7 +92,7 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
     yes("watch-progress-notify-interval", Duration),
     yes("experimental-lease-checkpoint-interval", Duration),
     yes("version", Bool),
-    // client TLS (the peer side's flags are below, not supported yet)
+    // client TLS
     yes("cert-file", Str),
     yes("key-file", Str),
     yes("client-cert-auth", Bool),
@@ -103,6 +103,15 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
     yes("cipher-suites", List),
     yes("tls-min-version", Str),
     yes("tls-max-version", Str),
+    // peer TLS
+    yes("peer-cert-file", Str),
+    yes("peer-key-file", Str),
+    yes("peer-client-cert-auth", Bool),
+    yes("peer-trusted-ca-file", Str),
+    yes("peer-cert-allowed-cn", Str),
+    yes("peer-cert-allowed-hostname", Str),
+    yes("peer-auto-tls", Bool),
+    yes("peer-crl-file", Str),
     // --- member, not supported yet ------------------------------------------------------
     no("wal-dir", Str, &[""]),
     no("max-snapshots", Uint, &["5"]),
@@ -157,16 +166,8 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
     no("client-cert-file", Str, &[""]),
     no("client-key-file", Str, &[""]),
     no("client-cert-allowed-hostname", Str, &[""]),
-    no("peer-cert-file", Str, &[""]),
-    no("peer-key-file", Str, &[""]),
     no("peer-client-cert-file", Str, &[""]),
     no("peer-client-key-file", Str, &[""]),
-    no("peer-client-cert-auth", Bool, &["false"]),
-    no("peer-trusted-ca-file", Str, &[""]),
-    no("peer-cert-allowed-cn", Str, &[""]),
-    no("peer-cert-allowed-hostname", Str, &[""]),
-    no("peer-auto-tls", Bool, &["false"]),
-    no("peer-crl-file", Str, &[""]),
     no("cors", List, &["*", ""]),
     no("host-whitelist", List, &["*", ""]),
     // --- auth ----------------------------------------------------------------------------

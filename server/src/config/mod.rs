@@ -177,6 +177,28 @@ pub struct Config {
     pub tls_min_version: Option<crate::tls::TlsVersion>,
     /// `--tls-max-version` (`None` = TLS1.3).
     pub tls_max_version: Option<crate::tls::TlsVersion>,
+    /// `--peer-cert-file`: the peer port's certificate, also presented as the client
+    /// certificate when dialing other members.
+    pub peer_cert_file: Option<PathBuf>,
+    /// `--peer-key-file`: the private key of `--peer-cert-file`.
+    pub peer_key_file: Option<PathBuf>,
+    /// `--peer-trusted-ca-file`: the CA peers' certificates are verified against (both
+    /// ways); when set, dialing members must present a certificate (as in etcd).
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// `--peer-client-cert-auth`: dialing members must present a certificate from
+    /// `--peer-trusted-ca-file`.
+    pub peer_client_cert_auth: bool,
+    /// `--peer-crl-file`: revoked peer certificates, re-read when changed.
+    pub peer_crl_file: Option<PathBuf>,
+    /// `--peer-auto-tls`: https peer listeners without `--peer-cert-file` use a self-signed
+    /// certificate kept in `<data-dir>/fixtures/peer`; without a CA, peers are dialed
+    /// encrypted but unverified (as etcd does).
+    pub peer_auto_tls: bool,
+    /// `--peer-cert-allowed-cn`: the CN a peer's verified certificate must have.
+    pub peer_cert_allowed_cn: Option<String>,
+    /// `--peer-cert-allowed-hostname`: a host name a peer's verified certificate must be
+    /// valid for.
+    pub peer_cert_allowed_hostname: Option<String>,
 }
 
 impl Default for Config {
@@ -217,6 +239,14 @@ impl Default for Config {
             cipher_suites: Vec::new(),
             tls_min_version: None,
             tls_max_version: None,
+            peer_cert_file: None,
+            peer_key_file: None,
+            peer_trusted_ca_file: None,
+            peer_client_cert_auth: false,
+            peer_crl_file: None,
+            peer_auto_tls: false,
+            peer_cert_allowed_cn: None,
+            peer_cert_allowed_hostname: None,
         }
     }
 }
@@ -779,6 +809,7 @@ fn build(
     }
     watch_and_lease(&mut c, get, warnings)?;
     client_tls(&mut c, get, warnings)?;
+    peer_tls(&mut c, get, warnings)?;
 
     // embed.Config.Validate
     for u in c.listen_client_urls.iter().chain(&c.listen_peer_urls) {
@@ -808,16 +839,42 @@ fn build(
             "--initial-advertise-peer-urls must list at least one URL",
         ));
     }
-    let peer_tls = c
+    let peer_files = (c.peer_cert_file.is_some(), c.peer_key_file.is_some());
+    if let Some(u) = c
         .listen_peer_urls
         .iter()
-        .chain(&c.initial_advertise_peer_urls)
+        .find(|u| u.scheme == Scheme::Https)
+    {
+        if peer_files == (false, false) && !c.peer_auto_tls {
+            // etcd's transport.NewListener text, with the flags named.
+            return Err(ConfigError::invalid(format!(
+                "--listen-peer-urls {u}: cannot listen on TLS for {}: KeyFile and CertFile are \
+                 not presented (set --peer-cert-file and --peer-key-file, or --peer-auto-tls)",
+                u.bind_addr().map(|a| a.to_string()).unwrap_or_default()
+            )));
+        }
+    }
+    if peer_files.0 != peer_files.1 {
+        let show = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        return Err(ConfigError::invalid(format!(
+            "--peer-cert-file, --peer-key-file: KeyFile and CertFile must both be present[key: \
+             {}, cert: {}]",
+            show(&c.peer_key_file).unwrap_or_default(),
+            show(&c.peer_cert_file).unwrap_or_default()
+        )));
+    }
+    let dials_https = c
+        .initial_advertise_peer_urls
+        .iter()
         .chain(c.initial_cluster.iter().map(|(_, u)| u))
         .find(|u| u.scheme == Scheme::Https);
-    if let Some(u) = peer_tls {
-        return Err(ConfigError::invalid(format!(
-            "https peer URLs need peer TLS, which is not supported yet by cairn: {u}"
-        )));
+    if let Some(u) = dials_https {
+        if peer_files == (false, false) && !c.peer_auto_tls {
+            return Err(ConfigError::invalid(format!(
+                "https peer URL {u} needs peer TLS: set --peer-cert-file and --peer-key-file \
+                 (with --peer-trusted-ca-file), or --peer-auto-tls"
+            )));
+        }
     }
     if let Some(u) = c
         .listen_client_urls
@@ -1028,6 +1085,45 @@ fn client_tls<'a>(
         return Err(ConfigError::invalid(
             "--cipher-suites: cipher suites cannot be configured when only TLS1.3 is enabled",
         ));
+    }
+    Ok(())
+}
+
+/// The peer TLS flags (`--peer-*`), checked like etcd's `Config.Validate`.
+fn peer_tls<'a>(
+    c: &mut Config,
+    get: impl Fn(&str) -> Option<&'a Raw>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let text = |n: &str| {
+        get(n)
+            .map(|r| r.value.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let flag = |n: &str| -> Result<bool, ConfigError> {
+        match get(n) {
+            Some(r) => values::parse_bool(&r.value)
+                .map_err(|e| invalid_value(r.name, &r.value, r.source, &e.to_string())),
+            None => Ok(false),
+        }
+    };
+    c.peer_cert_file = text("peer-cert-file").map(PathBuf::from);
+    c.peer_key_file = text("peer-key-file").map(PathBuf::from);
+    c.peer_trusted_ca_file = text("peer-trusted-ca-file").map(PathBuf::from);
+    c.peer_crl_file = text("peer-crl-file").map(PathBuf::from);
+    c.peer_client_cert_auth = flag("peer-client-cert-auth")?;
+    c.peer_auto_tls = flag("peer-auto-tls")?;
+    c.peer_cert_allowed_cn = text("peer-cert-allowed-cn");
+    c.peer_cert_allowed_hostname = text("peer-cert-allowed-hostname");
+    if let (Some(cn), Some(host)) = (&c.peer_cert_allowed_cn, &c.peer_cert_allowed_hostname) {
+        return Err(ConfigError::invalid(format!(
+            "--peer-cert-allowed-cn, --peer-cert-allowed-hostname: AllowedCN and \
+             AllowedHostname are mutually exclusive (cn={cn:?}, hostname={host:?})"
+        )));
+    }
+    if c.peer_auto_tls && (c.peer_cert_file.is_some() || c.peer_key_file.is_some()) {
+        warnings.push("ignoring peer auto TLS since certs given".into());
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{AutoCompaction, ClusterState, Config, Scheme, Url};
 use crate::error::{Error, Result};
-use crate::tls::{SelfCertSpec, Side, TlsInfo};
+use crate::tls::{AllowedPeer, SelfCertSpec, Side, TlsInfo};
 
 /// What `Server::start` takes from a [`Config`], in the forms the member's parts use:
 /// bind addresses, URLs as text, the quota as an option. Made only by [`Options::new`], so
@@ -28,8 +28,17 @@ pub(crate) struct Options {
     /// Client URLs reported by MemberList; empty = derived from the bound addresses.
     pub(crate) advertise_client_urls: Vec<String>,
     pub(crate) initial_advertise_peer_urls: Vec<String>,
-    /// Addresses the peer transport listens on (empty = none).
-    pub(crate) listen_peer_addrs: Vec<SocketAddr>,
+    /// Addresses the peer transport listens on (empty = none), each with whether it is an
+    /// https listener.
+    pub(crate) listen_peer_addrs: Vec<(SocketAddr, bool)>,
+    /// The peer port's TLS (https listeners, dialing https members), when any peer URL
+    /// is https or peer TLS flags are given; files empty for `--peer-auto-tls` until
+    /// [`Options::peer_tls_config`] makes them.
+    pub(crate) peer_tls: Option<TlsInfo>,
+    /// `--peer-auto-tls` with no `--peer-cert-file`: where the self-signed pair is kept.
+    pub(crate) peer_self_cert: Option<SelfCertSpec>,
+    /// `--peer-cert-allowed-cn` / `--peer-cert-allowed-hostname`.
+    pub(crate) peer_allowed: AllowedPeer,
     /// `--initial-cluster` as (name, peer URL) pairs; empty = this member alone.
     pub(crate) initial_cluster: Vec<(String, String)>,
     /// `--initial-cluster-state existing`: join a running cluster (after MemberAdd).
@@ -50,8 +59,8 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    /// Resolves `cfg`: listen URLs become socket addresses; https client listeners get
-    /// the client TLS settings (peer TLS is not supported yet).
+    /// Resolves `cfg`: listen URLs become socket addresses; https listeners get the
+    /// client or peer TLS settings.
     pub(crate) fn new(cfg: &Config) -> Result<Options> {
         let bind = |urls: &[Url], flag: &str, tls_ok: bool| -> Result<Vec<(SocketAddr, bool)>> {
             let mut addrs = Vec::new();
@@ -93,6 +102,39 @@ impl Options {
             validity_years: cfg.self_signed_cert_validity,
             client_auth: false,
         });
+        let listen_peer_addrs = bind(&cfg.listen_peer_urls, "--listen-peer-urls", true)?;
+        let peer_https = listen_peer_addrs.iter().any(|(_, https)| *https)
+            || cfg
+                .initial_advertise_peer_urls
+                .iter()
+                .chain(cfg.initial_cluster.iter().map(|(_, u)| u))
+                .any(|u| u.scheme == Scheme::Https);
+        let peer_files = cfg.peer_cert_file.is_some() || cfg.peer_key_file.is_some();
+        // As etcd: peer TLS is on when its files or auto-tls are given (an http member may
+        // still dial https members, e.g. one added later with MemberAdd).
+        let peer_on = peer_https || peer_files || cfg.peer_auto_tls;
+        let peer_tls = peer_on.then(|| TlsInfo {
+            side: Side::Peer,
+            cert_file: cfg.peer_cert_file.clone().unwrap_or_default(),
+            key_file: cfg.peer_key_file.clone().unwrap_or_default(),
+            trusted_ca_file: cfg.peer_trusted_ca_file.clone(),
+            client_cert_auth: cfg.peer_client_cert_auth,
+            crl_file: cfg.peer_crl_file.clone(),
+            cipher_suites: cfg.cipher_suites.clone(),
+            min_version: cfg.tls_min_version,
+            max_version: cfg.tls_max_version,
+        });
+        let peer_self_cert = (peer_on && cfg.peer_auto_tls && !peer_files).then(|| SelfCertSpec {
+            dir: cfg.data_dir.join("fixtures").join("peer"),
+            hosts: cfg
+                .listen_peer_urls
+                .iter()
+                .chain(&cfg.initial_advertise_peer_urls)
+                .map(|u| u.host.clone())
+                .collect(),
+            validity_years: cfg.self_signed_cert_validity,
+            client_auth: true,
+        });
         let text = |urls: &[Url]| urls.iter().map(Url::to_string).collect::<Vec<_>>();
         Ok(Options {
             name: cfg.name.clone(),
@@ -102,10 +144,13 @@ impl Options {
             client_self_cert,
             advertise_client_urls: text(&cfg.advertise_client_urls),
             initial_advertise_peer_urls: text(&cfg.initial_advertise_peer_urls),
-            listen_peer_addrs: bind(&cfg.listen_peer_urls, "--listen-peer-urls", false)?
-                .into_iter()
-                .map(|(a, _)| a)
-                .collect(),
+            listen_peer_addrs,
+            peer_tls,
+            peer_self_cert,
+            peer_allowed: AllowedPeer {
+                cn: cfg.peer_cert_allowed_cn.clone(),
+                hostname: cfg.peer_cert_allowed_hostname.clone(),
+            },
             initial_cluster: cfg
                 .initial_cluster
                 .iter()
@@ -141,6 +186,29 @@ impl Options {
             info.key_file = key;
         }
         info.server_config()
+            .map(Some)
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// The peer port's rustls configurations, listener's and dialer's (`None` without
+    /// peer TLS): makes the `--peer-auto-tls` pair when needed, loads and checks the files.
+    pub(crate) fn peer_tls_config(
+        &self,
+    ) -> Result<Option<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>)>> {
+        let Some(info) = &self.peer_tls else {
+            return Ok(None);
+        };
+        let mut info = info.clone();
+        let auto = self.peer_self_cert.is_some();
+        if let Some(spec) = &self.peer_self_cert {
+            let (cert, key) = crate::tls::self_cert(spec)
+                .map_err(|e| Error::Internal(e.0.replace("--auto-tls", "--peer-auto-tls")))?;
+            info.cert_file = cert;
+            info.key_file = key;
+        }
+        // etcd's auto-tls dials without verifying (there is no CA to verify against).
+        let insecure = auto && info.trusted_ca_file.is_none();
+        info.peer_configs(&self.peer_allowed, insecure)
             .map(Some)
             .map_err(|e| Error::Internal(e.to_string()))
     }

@@ -161,7 +161,7 @@ pub(crate) fn new_member_id(peer_urls: &[String]) -> u64 {
     url_hash(peer_urls, &now.to_be_bytes())
 }
 
-/// Peer URLs must be `http://host:port` (TLS peers are not supported yet).
+/// Peer URLs must be `http://host:port` or `https://host:port`.
 pub(crate) fn check_peer_urls(urls: &[String]) -> Result<()> {
     if urls.is_empty() {
         return Err(Error::InvalidPeerUrls);

@@ -22,7 +22,7 @@ mod authority;
 mod publish;
 mod router;
 
-use crate::transport::{Transport, TransportConfig};
+use crate::transport::{PeerListener, PeerTls, Transport, TransportConfig};
 use publish::spawn_publish;
 use router::{build_router, StatusHandle};
 
@@ -57,6 +57,9 @@ impl Server {
         let mut addrs = Vec::new();
         // TLS files are read before anything binds: a bad file fails start-up cleanly.
         let client_tls = opts.client_tls_config()?;
+        let peer_tls = opts
+            .peer_tls_config()?
+            .map(|(server, client)| PeerTls { server, client });
         for (a, https) in &opts.listen_client_addrs {
             let l = TcpListener::bind(a)
                 .await
@@ -65,11 +68,14 @@ impl Server {
             listeners.push((l, *https));
         }
         let mut peer_listeners = Vec::new();
-        for a in &opts.listen_peer_addrs {
+        for (a, https) in &opts.listen_peer_addrs {
             let l = TcpListener::bind(a)
                 .await
                 .map_err(|e| Error::Internal(format!("listen on {a} (peers): {e}")))?;
-            peer_listeners.push(l);
+            peer_listeners.push(PeerListener {
+                tcp: l,
+                https: *https,
+            });
         }
         let client_urls = if opts.advertise_client_urls.is_empty() {
             addrs
@@ -86,7 +92,7 @@ impl Server {
             member,
             cluster,
             conf,
-        } = recover::member(disk, &opts, client_urls).await?;
+        } = recover::member(disk, &opts, client_urls, peer_tls.as_ref()).await?;
         tracing::info!(
             name = %member.name,
             member_id = %format!("{:x}", member.id),
@@ -128,6 +134,7 @@ impl Server {
                 local_id: state.member.id,
                 cluster_id: state.member.cluster_id,
                 snap_dir: dirs.snap.clone(),
+                tls: peer_tls,
             },
             peer_listeners,
             Arc::new(raft::PeerHandler::new(&state, &proposer)),

@@ -1,6 +1,7 @@
 //! TLS for the member's listeners, with rustls (ring provider): etcd's `TLSInfo` as
 //! [`TlsInfo`], turned into a rustls [`ServerConfig`] (a listener) or [`ClientConfig`]
-//! (dialing a member). Used by the client port; general enough for the peer port.
+//! (dialing a member). Used by the client port and the peer port ([`TlsInfo::peer_configs`]:
+//! `--peer-cert-allowed-cn`/`-hostname`, unverified `--peer-auto-tls` dialing, in [`peer`]).
 //!
 //! - Certificates: [`reload::ReloadingKeyPair`] re-reads the key pair when its files
 //!   change (checked at most once a second, on handshakes); CRLs likewise.
@@ -11,6 +12,7 @@
 //!   deadline: [`accept`].
 
 mod accept;
+mod peer;
 mod reload;
 mod selfsigned;
 mod suites;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 pub use accept::{tls_incoming, TlsConn, TlsConnectInfo, HANDSHAKE_TIMEOUT};
+pub use peer::{common_name, AllowedPeer};
 pub use reload::ReloadingKeyPair;
 pub use selfsigned::{self_cert, SelfCertSpec};
 pub use suites::{parse_cipher_suites, TlsVersion};
@@ -127,6 +130,10 @@ impl TlsInfo {
     /// so bad files fail start-up. ALPN offers h2 and http/1.1 (gRPC and the HTTP
     /// endpoints share the port).
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        self.build_server(&AllowedPeer::default())
+    }
+
+    fn build_server(&self, allowed: &AllowedPeer) -> Result<Arc<ServerConfig>, TlsError> {
         let provider = self.provider()?;
         let versions = self.versions()?;
         let pair = self.key_pair(&provider)?;
@@ -156,12 +163,23 @@ impl TlsInfo {
                     )?,
                 }
             };
+        let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+            if wants_client_cert && !allowed.is_empty() {
+                Arc::new(peer::AllowedClientVerifier {
+                    inner: verifier,
+                    allowed: allowed.clone(),
+                })
+            } else {
+                verifier
+            };
         let mut cfg = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&versions)
             .map_err(|e| TlsError(format!("--cipher-suites/--tls-min-version: {e}")))?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(pair);
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if self.side == Side::Client {
+            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
         Ok(Arc::new(cfg))
     }
 
@@ -184,5 +202,54 @@ impl TlsInfo {
             .with_client_cert_resolver(pair);
         cfg.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(cfg))
+    }
+
+    /// The peer port's configurations: the listener's (client certificates required when
+    /// a CA or `--peer-client-cert-auth` is given, then checked against `allowed`) and the
+    /// dialer's, which presents the same key pair as its client certificate (as etcd's
+    /// peers do) and verifies the other member's certificate against the CA and `allowed`.
+    /// With `insecure` (`--peer-auto-tls` and no CA) the dialer encrypts without verifying,
+    /// as etcd's auto-tls does.
+    pub fn peer_configs(
+        &self,
+        allowed: &AllowedPeer,
+        insecure: bool,
+    ) -> Result<(Arc<ServerConfig>, Arc<ClientConfig>), TlsError> {
+        let server = self.build_server(allowed)?;
+        let provider = self.provider()?;
+        let versions = self.versions()?;
+        let pair = self.key_pair(&provider)?;
+        let inner: Option<Arc<dyn rustls::client::danger::ServerCertVerifier>> = match self
+            .roots()?
+        {
+            Some(roots) => Some(
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    roots,
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| TlsError(format!("--{}: {e}", self.side.flag("trusted-ca-file"))))?,
+            ),
+            None if insecure => None,
+            None => {
+                return Err(TlsError(format!(
+                    "--{}: needed to verify the members dialed (cairn has no system \
+                         certificate pool)",
+                    self.side.flag("trusted-ca-file")
+                )))
+            }
+        };
+        let verifier = Arc::new(peer::PeerServerVerifier {
+            inner,
+            allowed: allowed.clone(),
+            provider: provider.clone(),
+        });
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)
+            .map_err(|e| TlsError(format!("--cipher-suites/--tls-min-version: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_cert_resolver(pair);
+        Ok((server, Arc::new(client)))
     }
 }

@@ -6,22 +6,47 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
+use super::stream::{self, Stream};
 use super::wire::{self, Kind, Preamble};
-use super::{snapshot, Error, Inner, HANDSHAKE_TIMEOUT, LOG_EVERY};
+use super::{snapshot, Error, Inner, HANDSHAKE_TIMEOUT, LOG_EVERY, TLS_HANDSHAKE_TIMEOUT};
 
 /// Read buffer of a raft stream.
 const READ_BUF: usize = 256 << 10;
 
-/// Accepts connections until the transport stops (the task is aborted).
-pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+/// Accepts connections until the transport stops (the task is aborted). With `tls`, each
+/// connection's TLS handshake runs in the connection's own task, under
+/// [`TLS_HANDSHAKE_TIMEOUT`].
+pub(super) async fn accept_loop(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let mut last_error_log: Option<Instant> = None;
     loop {
         match listener.accept().await {
-            Ok((stream, addr)) => {
+            Ok((tcp, addr)) => {
                 let inner2 = inner.clone();
+                let tls = tls.clone();
                 inner.rt.spawn(async move {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(%addr, error = %e, "peer connection ended");
+                        return;
+                    }
+                    let stream = match tls {
+                        None => Stream::Plain(tcp),
+                        Some(cfg) => {
+                            match stream::accept_tls(tcp, cfg, TLS_HANDSHAKE_TIMEOUT).await
+                            {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    tracing::warn!(%addr, error = %e, "refusing a peer connection: TLS handshake failed");
+                                    return;
+                                }
+                            }
+                        }
+                    };
                     if let Err(e) = serve(&inner2, stream, addr).await {
                         tracing::debug!(%addr, error = %e, "peer connection ended");
                     }
@@ -40,8 +65,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 }
 
 /// Serves one accepted connection.
-async fn serve(inner: &Arc<Inner>, mut stream: TcpStream, addr: SocketAddr) -> Result<(), Error> {
-    stream.set_nodelay(true)?;
+async fn serve(inner: &Arc<Inner>, mut stream: Stream, addr: SocketAddr) -> Result<(), Error> {
     let mut raw = [0u8; wire::PREAMBLE_LEN];
     tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut raw))
         .await
@@ -69,6 +93,7 @@ async fn serve(inner: &Arc<Inner>, mut stream: TcpStream, addr: SocketAddr) -> R
     stream
         .write_all(&wire::encode_reply(wire::STATUS_OK, ""))
         .await?;
+    stream.flush().await?;
     match pre.kind {
         Kind::Raft => read_stream(inner, stream, pre.from).await,
         Kind::Snapshot => snapshot::receive(inner, stream, pre.from).await,
@@ -80,7 +105,7 @@ async fn serve(inner: &Arc<Inner>, mut stream: TcpStream, addr: SocketAddr) -> R
 /// preamble); refuses it with status 5 otherwise.
 async fn members_query(
     inner: &Arc<Inner>,
-    mut stream: TcpStream,
+    mut stream: Stream,
     addr: SocketAddr,
 ) -> Result<(), Error> {
     let query = tokio::time::timeout(
@@ -107,6 +132,7 @@ async fn members_query(
         .write_all(&wire::encode_reply(wire::STATUS_OK, ""))
         .await?;
     wire::write_frame(&mut stream, &members).await?;
+    stream.flush().await?;
     stream.shutdown().await?;
     Ok(())
 }
@@ -142,10 +168,11 @@ fn check(inner: &Inner, pre: &Preamble) -> Option<(u8, String)> {
     None
 }
 
-async fn refuse(mut stream: TcpStream, status: u8, reason: &str) -> Result<(), Error> {
+async fn refuse(mut stream: Stream, status: u8, reason: &str) -> Result<(), Error> {
     stream
         .write_all(&wire::encode_reply(status, reason))
         .await?;
+    stream.flush().await?;
     stream.shutdown().await?;
     Ok(())
 }
@@ -170,7 +197,7 @@ fn log_refusal(inner: &Inner, pre: &Preamble, addr: SocketAddr, status: u8, reas
 }
 
 /// Delivers the raft messages of one stream until it ends or the transport stops.
-async fn read_stream(inner: &Arc<Inner>, stream: TcpStream, from: u64) -> Result<(), Error> {
+async fn read_stream(inner: &Arc<Inner>, stream: Stream, from: u64) -> Result<(), Error> {
     let peer = format!("{from:x}");
     tracing::debug!(peer = %peer, "raft stream from peer opened");
     let mut shutdown = inner.shutdown_rx();

@@ -1,5 +1,7 @@
 //! Member-to-member transport: raft messages and snapshots between members, over Cairn's
-//! own protocol on plain TCP.
+//! own protocol on TCP, or on TLS over TCP for https peer URLs and listeners ([`PeerTls`]:
+//! the TLS session is set up right after connect/accept, under its own deadline, and the
+//! protocol below runs unchanged inside it; see `stream.rs`).
 //!
 //! # Shape
 //! - One long-lived outgoing connection per (local → peer) pair carries raft messages in
@@ -95,14 +97,23 @@
 //! **Kind 3, members query.** After status 0 the receiver writes one frame holding the
 //! opaque bytes of [`Handler::members`] and closes.
 //!
-//! **Timeouts.** Dial 2 s; preamble and reply 5 s each; a raft batch write 5 s (a peer
+//! **TLS.** On an https listener every connection starts with a TLS handshake (10 s
+//! deadline, in the connection's task); a dialer uses TLS for `https://` URLs. With a peer
+//! CA, both sides verify the other's certificate (the dialer presents its peer certificate
+//! as a client certificate) and `--peer-cert-allowed-cn`/`-hostname` are applied; a
+//! refused certificate fails the handshake, before any preamble is read.
+//!
+//! **Timeouts.** Dial 2 s (TLS handshake 5 s); preamble and reply 5 s each; a raft batch write 5 s (a peer
 //! that stopped reading is disconnected); each snapshot read or write 30 s, the final
 //! result byte 300 s (the receiver fsyncs first).
 
 mod listener;
 mod peer;
 mod snapshot;
+mod stream;
 mod wire;
+
+pub(crate) use stream::PeerTls;
 
 #[cfg(test)]
 mod tests;
@@ -125,8 +136,11 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Dialing a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Waiting for the handshake (preamble or reply).
+/// Waiting for the handshake (preamble or reply); also bounds a dialed TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An accepted connection's TLS handshake (etcd's 10 s): a peer that opens TCP and never
+/// finishes it is dropped, off the accept loop.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A batch write (at most 4 MiB) not finished in this long breaks the connection (a peer
 /// that stopped reading).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -179,6 +193,20 @@ pub(crate) struct TransportConfig {
     pub cluster_id: u64,
     /// Where received snapshot files are written.
     pub snap_dir: PathBuf,
+    /// TLS for https listeners and https peer URLs (`None`: http only).
+    pub tls: Option<PeerTls>,
+}
+
+/// A peer listener, and whether it is https (TLS with [`TransportConfig::tls`]).
+pub(crate) struct PeerListener {
+    pub tcp: tokio::net::TcpListener,
+    pub https: bool,
+}
+
+impl From<tokio::net::TcpListener> for PeerListener {
+    fn from(tcp: tokio::net::TcpListener) -> Self {
+        PeerListener { tcp, https: false }
+    }
 }
 
 /// Errors of the transport's connections.
@@ -218,6 +246,7 @@ pub(crate) struct Inner {
     local_id: AtomicU64,
     cluster_id: AtomicU64,
     snap_dir: PathBuf,
+    tls: Option<PeerTls>,
     handler: Arc<dyn Handler>,
     rt: tokio::runtime::Handle,
     peers: RwLock<HashMap<u64, Peer>>,
@@ -248,10 +277,10 @@ impl Transport {
     /// Starts accepting on `listeners`; spawns on the current tokio runtime.
     ///
     /// # Panics
-    /// Outside a tokio runtime.
-    pub(crate) fn start(
+    /// Outside a tokio runtime; with an https listener and no `cfg.tls`.
+    pub(crate) fn start<L: Into<PeerListener>>(
         cfg: TransportConfig,
-        listeners: Vec<tokio::net::TcpListener>,
+        listeners: Vec<L>,
         h: Arc<dyn Handler>,
     ) -> Transport {
         let (shutdown, _) = watch::channel(false);
@@ -259,6 +288,7 @@ impl Transport {
             local_id: AtomicU64::new(cfg.local_id),
             cluster_id: AtomicU64::new(cfg.cluster_id),
             snap_dir: cfg.snap_dir,
+            tls: cfg.tls,
             handler: h,
             rt: tokio::runtime::Handle::current(),
             peers: RwLock::new(HashMap::new()),
@@ -270,7 +300,18 @@ impl Transport {
         });
         let tasks = listeners
             .into_iter()
-            .map(|l| inner.rt.spawn(listener::accept_loop(inner.clone(), l)))
+            .map(|l| {
+                let l: PeerListener = l.into();
+                let tls = l.https.then(|| {
+                    let t = inner.tls.as_ref();
+                    t.expect("an https peer listener needs the peer TLS configuration")
+                        .server
+                        .clone()
+                });
+                inner
+                    .rt
+                    .spawn(listener::accept_loop(inner.clone(), l.tcp, tls))
+            })
             .collect();
         *inner.listeners.lock() = tasks;
         Transport { inner }
@@ -417,19 +458,15 @@ impl Inner {
 
     /// Opens a connection of `kind` to peer `to` at `url`; a status 3 answer is reported
     /// to the handler.
-    async fn connect(
-        &self,
-        url: &str,
-        kind: wire::Kind,
-        to: u64,
-    ) -> Result<tokio::net::TcpStream, Error> {
+    async fn connect(&self, url: &str, kind: wire::Kind, to: u64) -> Result<stream::Stream, Error> {
         let pre = wire::Preamble {
             kind,
             from: self.local_id(),
             to,
             cluster: self.cluster_id(),
         };
-        let res = wire::handshake(url, pre, CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT).await;
+        let tls = self.tls.as_ref().map(|t| &t.client);
+        let res = wire::handshake(url, pre, tls, CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT).await;
         if let Err(Error::Removed { member, cluster }) = &res {
             if removal_is_believed(*member, *cluster, to, self.cluster_id()) {
                 self.handler.on_removed();
@@ -455,10 +492,12 @@ fn removal_is_believed(member: u64, cluster: u64, to: u64, our_cluster: u64) -> 
 
 /// Asks the members at `peer_urls`, in turn, for their member list (a members query) on
 /// behalf of the member joining at `my_peer_urls`; returns the first answer (the bytes of
-/// the peer's [`Handler::members`]). `timeout` bounds each attempt.
+/// the peer's [`Handler::members`]). `timeout` bounds each attempt. https URLs are
+/// dialed with `tls`.
 pub(crate) async fn fetch_members(
     peer_urls: &[String],
     my_peer_urls: &[String],
+    tls: Option<&PeerTls>,
     timeout: Duration,
 ) -> Result<Vec<u8>, String> {
     let mut errors = Vec::new();
@@ -471,7 +510,8 @@ pub(crate) async fn fetch_members(
                 to: 0,
                 cluster: 0,
             };
-            let mut s = wire::handshake_with(url, pre, Some(&asker), timeout, timeout).await?;
+            let tls = tls.map(|t| &t.client);
+            let mut s = wire::handshake_with(url, pre, Some(&asker), tls, timeout, timeout).await?;
             match wire::read_frame(&mut s).await? {
                 Some(b) => Ok(b.to_vec()),
                 None => Err(Error::Protocol("connection closed before the member list")),

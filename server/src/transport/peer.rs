@@ -7,9 +7,9 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use raft::eraftpb::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use super::stream::Stream;
 use super::{wire, Error, Inner, LOG_EVERY, MAX_BACKOFF, MIN_BACKOFF, WRITE_TIMEOUT};
 
 /// Most messages encoded into one write.
@@ -165,12 +165,12 @@ fn log_failure(peer: &str, error: &str, failures: &mut u64, last: &mut Option<In
 
 /// Writes queued messages to `stream` until it breaks, the URLs change or the task must end.
 async fn stream_to(
-    stream: TcpStream,
+    stream: Stream,
     rx: &mut mpsc::Receiver<Message>,
     urls_rx: &mut watch::Receiver<Vec<String>>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> End {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
     let mut probe = [0u8; 1];
     loop {
@@ -208,7 +208,11 @@ async fn stream_to(
         if buf.is_empty() {
             continue;
         }
-        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&buf)).await {
+        let write = async {
+            wr.write_all(&buf).await?;
+            wr.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return End::io(e),
             Err(_) => return End::Broken(Error::Timeout("writing to the peer")),

@@ -3,17 +3,15 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::net::TcpStream as StdStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use protobuf::Message as _;
-use raft::eraftpb::{Message, MessageType};
-use tokio::net::TcpStream;
-
+use super::stream::{BlockingStream, Stream};
 use super::wire::{self, Kind};
 use super::{Error, Inner, SnapshotSource, SNAPSHOT_IO_TIMEOUT, SNAPSHOT_RESULT_TIMEOUT};
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
 
 /// Chunk size the sender uses.
 pub(crate) const CHUNK: usize = 1 << 20;
@@ -47,25 +45,17 @@ pub(super) async fn send(
         }
     }
     let stream = stream.ok_or(last)?;
-    let stream = into_blocking(stream)?;
+    let mut stream = stream.into_blocking(SNAPSHOT_IO_TIMEOUT)?;
     let inner = inner.clone();
-    tokio::task::spawn_blocking(move || write_snapshot(&inner, &stream, &m, &*src))
+    tokio::task::spawn_blocking(move || write_snapshot(&inner, &mut stream, &m, &*src))
         .await
         .map_err(|e| Error::Io(io::Error::other(format!("snapshot sender thread: {e}"))))?
-}
-
-fn into_blocking(s: TcpStream) -> io::Result<StdStream> {
-    let s = s.into_std()?;
-    s.set_nonblocking(false)?;
-    s.set_read_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
-    s.set_write_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
-    Ok(s)
 }
 
 /// The blocking half of [`send`].
 fn write_snapshot(
     inner: &Inner,
-    mut stream: &StdStream,
+    stream: &mut BlockingStream,
     m: &Message,
     src: &dyn SnapshotSource,
 ) -> Result<(), Error> {
@@ -75,7 +65,7 @@ fn write_snapshot(
     stream.write_all(&head)?;
     let mut w = ChunkWriter {
         inner,
-        stream,
+        stream: &mut *stream,
         buf: Vec::with_capacity(4 + CHUNK),
         crc: 0,
         total: 0,
@@ -94,6 +84,7 @@ fn write_snapshot(
     tail[4..12].copy_from_slice(&w.total.to_be_bytes());
     tail[12..16].copy_from_slice(&w.crc.to_be_bytes());
     stream.write_all(&tail)?;
+    stream.flush()?;
     // The receiver fsyncs the whole file before it answers.
     stream.set_read_timeout(Some(SNAPSHOT_RESULT_TIMEOUT))?;
     let mut result = [0u8; 1];
@@ -107,7 +98,7 @@ fn write_snapshot(
 /// Cuts what the source writes into chunk frames, summing the CRC on the way.
 struct ChunkWriter<'a> {
     inner: &'a Inner,
-    stream: &'a StdStream,
+    stream: &'a mut BlockingStream,
     /// 4 header bytes, then up to [`CHUNK`] bytes of data.
     buf: Vec<u8>,
     crc: u32,
@@ -125,8 +116,7 @@ impl ChunkWriter<'_> {
             return Err(io::Error::other("transport stopped"));
         }
         self.buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
-        let mut s = self.stream;
-        s.write_all(&self.buf)?;
+        self.stream.write_all(&self.buf)?;
         self.buf.truncate(4);
         Ok(())
     }
@@ -160,26 +150,26 @@ enum RecvError {
 }
 
 /// Receives one snapshot on an accepted connection (after the OK reply).
-pub(super) async fn receive(inner: &Arc<Inner>, stream: TcpStream, from: u64) -> Result<(), Error> {
-    let stream = into_blocking(stream)?;
+pub(super) async fn receive(inner: &Arc<Inner>, stream: Stream, from: u64) -> Result<(), Error> {
+    let stream = stream.into_blocking(SNAPSHOT_IO_TIMEOUT)?;
     let inner = inner.clone();
     tokio::task::spawn_blocking(move || receive_blocking(&inner, stream, from))
         .await
         .map_err(|e| Error::Io(io::Error::other(format!("snapshot receiver thread: {e}"))))?
 }
 
-fn receive_blocking(inner: &Inner, stream: StdStream, from: u64) -> Result<(), Error> {
-    let mut r = BufReader::with_capacity(256 << 10, &stream);
+fn receive_blocking(inner: &Inner, stream: BlockingStream, from: u64) -> Result<(), Error> {
+    let mut r = BufReader::with_capacity(256 << 10, stream);
     let m = match read_message(&mut r) {
         Ok(m) => m,
-        Err(e) => return answer(&stream, e, None),
+        Err(e) => return answer(r.get_mut(), e, None),
     };
     if m.to != inner.local_id() || m.from != from {
         let why = format!(
             "snapshot message from {:x} to {:x} on a connection from {from:x}",
             m.from, m.to
         );
-        return answer(&stream, RecvError::Corrupt(why), Some(&m));
+        return answer(r.get_mut(), RecvError::Corrupt(why), Some(&m));
     }
     let index = m.get_snapshot().get_metadata().index;
     let path = received_path(&inner.snap_dir, m.to, index);
@@ -188,7 +178,7 @@ fn receive_blocking(inner: &Inner, stream: StdStream, from: u64) -> Result<(), E
     let tmp = PathBuf::from(tmp);
     if !inner.receiving.lock().insert(tmp.clone()) {
         let why = format!("snapshot {} is already being received", path.display());
-        return answer(&stream, RecvError::Corrupt(why), Some(&m));
+        return answer(r.get_mut(), RecvError::Corrupt(why), Some(&m));
     }
     let res = receive_file(inner, &mut r, &tmp, &path);
     inner.receiving.lock().remove(&tmp);
@@ -199,31 +189,37 @@ fn receive_blocking(inner: &Inner, stream: StdStream, from: u64) -> Result<(), E
             if let Err(why) = inner.handler.on_snapshot(m, path.clone()) {
                 let _ = std::fs::remove_file(&path);
                 tracing::warn!(from = %format_args!("{from:x}"), reason = %why, "rejected a snapshot");
-                (&stream).write_all(&[RESULT_CORRUPT])?;
+                let stream = r.get_mut();
+                stream.write_all(&[RESULT_CORRUPT])?;
+                stream.flush()?;
                 return Ok(());
             }
-            (&stream).write_all(&[RESULT_OK])?;
+            let stream = r.get_mut();
+            stream.write_all(&[RESULT_OK])?;
+            stream.flush()?;
             Ok(())
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            answer(&stream, e, Some(&m))
+            answer(r.get_mut(), e, Some(&m))
         }
     }
 }
 
 /// Reports a failed receipt to the sender (when the connection still works) and the log.
-fn answer(mut stream: &StdStream, e: RecvError, m: Option<&Message>) -> Result<(), Error> {
+fn answer(stream: &mut BlockingStream, e: RecvError, m: Option<&Message>) -> Result<(), Error> {
     let from = m.map(|m| m.from).unwrap_or_default();
     match e {
         RecvError::Corrupt(why) => {
             tracing::warn!(from = %format_args!("{from:x}"), reason = %why, "rejected a snapshot");
             stream.write_all(&[RESULT_CORRUPT])?;
+            stream.flush()?;
             Ok(())
         }
         RecvError::Store(e) => {
             tracing::error!(from = %format_args!("{from:x}"), error = %e, "could not store a received snapshot");
             stream.write_all(&[RESULT_STORE_FAILED])?;
+            stream.flush()?;
             Ok(())
         }
         RecvError::Net(e) => Err(Error::Io(e)),

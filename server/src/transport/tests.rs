@@ -110,6 +110,7 @@ impl Node {
             local_id: id,
             cluster_id: cluster,
             snap_dir: dir.path().join("snap"),
+            tls: None,
         };
         let t = Transport::start(cfg, vec![l], handler.clone());
         Node {
@@ -187,7 +188,7 @@ async fn dead_url() -> String {
 
 /// Opens a raw connection with `pre` and returns the handshake reply.
 async fn raw_handshake(url: &str, pre: Preamble) -> (TcpStream, u8, String) {
-    let mut s = TcpStream::connect(wire::peer_addr(url).unwrap())
+    let mut s = TcpStream::connect(wire::peer_addr(url).unwrap().0)
         .await
         .unwrap();
     s.write_all(&pre.encode()).await.unwrap();
@@ -287,7 +288,7 @@ async fn reconnects_to_a_restarted_receiver() {
 
     // Restart the receiver on the same port. The sender learns that the peer closed the
     // stream (its process went away), not merely that it is unreachable.
-    let addr = wire::peer_addr(&b.url).unwrap();
+    let addr = wire::peer_addr(&b.url).unwrap().0;
     b.t.stop().await;
     drop(b);
     let mut a = a;
@@ -360,7 +361,7 @@ async fn wrong_cluster_id_is_refused() {
     )
     .await;
     assert_eq!(status, wire::STATUS_WRONG_MEMBER);
-    let mut s = TcpStream::connect(wire::peer_addr(&b.url).unwrap())
+    let mut s = TcpStream::connect(wire::peer_addr(&b.url).unwrap().0)
         .await
         .unwrap();
     let mut bad = pre.encode();
@@ -524,7 +525,7 @@ async fn a_snapshot_must_come_from_its_connections_member() {
 
 /// Sends a whole, well-formed snapshot transfer on a connection opened as `from`.
 fn raw_snapshot_as(url: &str, from: u64, m: Message, body: &[u8]) -> Option<u8> {
-    let mut s = std::net::TcpStream::connect(wire::peer_addr(url).unwrap()).unwrap();
+    let mut s = std::net::TcpStream::connect(wire::peer_addr(url).unwrap().0).unwrap();
     let pre = Preamble {
         kind: Kind::Snapshot,
         from,
@@ -558,7 +559,7 @@ async fn a_dead_peer_never_blocks_send() {
     a.wait_for(|e| matches!(e, Ev::Unreachable(2)).then_some(()))
         .await;
     assert!(a.t.active_since(2).is_none());
-    // TLS peers are not supported: unreachable, not a panic or a hang.
+    // An https peer without peer TLS configured: unreachable, not a panic or a hang.
     a.t.add_peer(3, vec!["https://127.0.0.1:1".to_string()]);
     a.t.send(vec![msg(1, 3, 1)]);
     a.wait_for(|e| matches!(e, Ev::Unreachable(3)).then_some(()))
@@ -711,7 +712,7 @@ fn raw_snapshot(addr: &str, body: &[u8], total: u64, crc: u32) -> Option<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_snapshot_is_rejected() {
     let mut b = Node::start(2, 7).await;
-    let addr = wire::peer_addr(&b.url).unwrap();
+    let addr = wire::peer_addr(&b.url).unwrap().0;
     let body = pseudo_random(5000);
     let good_crc = crc32c::crc32c(&body);
     let (a2, a3, a4) = (addr.clone(), addr.clone(), addr.clone());
@@ -749,7 +750,7 @@ async fn members_query_answers_handler_bytes() {
     let b = Node::start(2, 7).await;
     let me = vec![JOINER_URL.to_string()];
     let urls = vec![dead_url().await, b.url.clone()];
-    let got = fetch_members(&urls, &me, Duration::from_secs(5))
+    let got = fetch_members(&urls, &me, None, Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(got, b"members of 2");
@@ -757,19 +758,21 @@ async fn members_query_answers_handler_bytes() {
     let err = fetch_members(
         &urls,
         &["http://127.0.0.1:10".to_string()],
+        None,
         Duration::from_secs(5),
     )
     .await
     .unwrap_err();
     assert!(err.contains("status 5"), "{err}");
     assert!(err.contains("waiting to join"), "{err}");
-    let err = fetch_members(&[dead_url().await], &me, Duration::from_secs(5))
+    let err = fetch_members(&[dead_url().await], &me, None, Duration::from_secs(5))
         .await
         .unwrap_err();
     assert!(err.contains("could not fetch"), "{err}");
     let err = fetch_members(
         &["https://127.0.0.1:1".to_string()],
         &me,
+        None,
         Duration::from_secs(5),
     )
     .await
@@ -857,6 +860,7 @@ async fn throughput() {
         local_id: 2,
         cluster_id: 7,
         snap_dir: dir.path().to_path_buf(),
+        tls: None,
     };
     let b = Transport::start(cfg, vec![l], h.clone());
     a.t.add_peer(2, vec![url]);

@@ -7,8 +7,8 @@ use bytes::{Bytes, BytesMut};
 use protobuf::{CodedOutputStream, Message as _};
 use raft::eraftpb::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use super::stream::{self, Stream};
 use super::Error;
 
 /// First bytes of every peer connection.
@@ -216,22 +216,20 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Op
     Ok(Some(buf.freeze()))
 }
 
-/// `host:port` of a peer URL (`http://host:port[/...]` or a bare `host:port`).
-pub(crate) fn peer_addr(url: &str) -> Result<String, Error> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        return Err(Error::Url {
-            url: url.to_string(),
-            why: "TLS between peers is not supported yet",
-        });
+/// `host:port` of a peer URL (`http://host:port[/...]`, `https://…` or a bare
+/// `host:port`), and whether it is https.
+pub(crate) fn peer_addr(url: &str) -> Result<(String, bool), Error> {
+    let (rest, https) = if let Some(r) = url.strip_prefix("http://") {
+        (r, false)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (r, true)
     } else if url.contains("://") {
         return Err(Error::Url {
             url: url.to_string(),
-            why: "unsupported scheme (only http:// is)",
+            why: "unsupported scheme (only http:// and https:// are)",
         });
     } else {
-        url
+        (url, false)
     };
     let host_port = rest.split('/').next().unwrap_or_default();
     let has_port = host_port
@@ -243,19 +241,20 @@ pub(crate) fn peer_addr(url: &str) -> Result<String, Error> {
             why: "expected host:port",
         });
     }
-    Ok(host_port.to_string())
+    Ok((host_port.to_string(), https))
 }
 
-/// Opens a connection to `url`, sends `pre` and reads the reply. A non-zero status is
-/// returned as [`Error::Refused`], or [`Error::Removed`] for status 3 (the connection is
-/// dropped).
+/// Opens a connection to `url` (with TLS for an https URL, which needs `tls`), sends `pre`
+/// and reads the reply. A non-zero status is returned as [`Error::Refused`], or
+/// [`Error::Removed`] for status 3 (the connection is dropped).
 pub(crate) async fn handshake(
     url: &str,
     pre: Preamble,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
     connect_timeout: std::time::Duration,
     reply_timeout: std::time::Duration,
-) -> Result<TcpStream, Error> {
-    handshake_with(url, pre, None, connect_timeout, reply_timeout).await
+) -> Result<Stream, Error> {
+    handshake_with(url, pre, None, tls, connect_timeout, reply_timeout).await
 }
 
 /// [`handshake`], writing the frame `query` right after the preamble (a members query).
@@ -263,14 +262,23 @@ pub(crate) async fn handshake_with(
     url: &str,
     pre: Preamble,
     query: Option<&[u8]>,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
     connect_timeout: std::time::Duration,
     reply_timeout: std::time::Duration,
-) -> Result<TcpStream, Error> {
-    let addr = peer_addr(url)?;
-    let mut s = tokio::time::timeout(connect_timeout, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| Error::Timeout("connecting"))??;
-    s.set_nodelay(true)?;
+) -> Result<Stream, Error> {
+    let (addr, https) = peer_addr(url)?;
+    let tls = match (https, tls) {
+        (false, _) => None,
+        (true, Some(t)) => Some(t),
+        (true, None) => {
+            return Err(Error::Url {
+                url: url.to_string(),
+                why: "an https peer URL, but this member has no peer TLS (--peer-cert-file and \
+                      --peer-key-file, or --peer-auto-tls)",
+            })
+        }
+    };
+    let mut s = stream::dial(&addr, tls, connect_timeout, reply_timeout).await?;
     let mut hello = pre.encode().to_vec();
     if let Some(q) = query {
         hello.extend_from_slice(&(q.len() as u32).to_be_bytes());
@@ -278,6 +286,7 @@ pub(crate) async fn handshake_with(
     }
     let (status, reason, removed_by) = tokio::time::timeout(reply_timeout, async {
         s.write_all(&hello).await?;
+        s.flush().await?;
         let (status, reason) = read_reply(&mut s).await?;
         let by = if status == STATUS_REMOVED {
             // An older member sends nothing after the reason: an unknown refuser.
@@ -326,14 +335,11 @@ mod tests {
 
     #[test]
     fn peer_urls() {
-        assert_eq!(
-            peer_addr("http://127.0.0.1:2380").unwrap(),
-            "127.0.0.1:2380"
-        );
-        assert_eq!(peer_addr("http://[::1]:2380/").unwrap(), "[::1]:2380");
-        assert_eq!(peer_addr("localhost:1").unwrap(), "localhost:1");
-        let e = peer_addr("https://127.0.0.1:2380").unwrap_err().to_string();
-        assert!(e.contains("TLS"), "{e}");
+        let a = |s: &str| peer_addr(s).map(|(a, https)| (a, https)).unwrap();
+        assert_eq!(a("http://127.0.0.1:2380"), ("127.0.0.1:2380".into(), false));
+        assert_eq!(a("http://[::1]:2380/"), ("[::1]:2380".into(), false));
+        assert_eq!(a("localhost:1"), ("localhost:1".into(), false));
+        assert_eq!(a("https://127.0.0.1:2380"), ("127.0.0.1:2380".into(), true));
         assert!(peer_addr("unix://x").is_err());
         assert!(peer_addr("http://127.0.0.1").is_err());
         assert!(peer_addr("http://:80").is_err());
