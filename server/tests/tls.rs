@@ -1,7 +1,7 @@
 //! TLS on the client port (issue 13, client side): etcdctl 3.5.1 and 3.4.23 over https with
 //! client certificates, refused connections (no certificate, an untrusted one, a revoked
 //! one), `--auto-tls`, http and https listeners side by side, the handshake deadline, the
-//! start-up errors, kubeadm's flag set, and a transcript compared with etcd 3.5.1's.
+//! start-up errors, kubeadm's flag set (with https peers), and a transcript compared with etcd 3.5.1's.
 //! Every certificate is made by the test (rcgen).
 
 mod tls_support;
@@ -373,13 +373,15 @@ fn bad_tls_input_fails_start_up_naming_the_flag() {
     }
 }
 
-/// kubeadm's stacked-etcd flags (client part). Peer URLs are plain http here: peer TLS is
-/// not in Cairn yet. `--experimental-initial-corrupt-check=true` is left out: Cairn refuses
-/// it today (another change).
+/// kubeadm's stacked-etcd flag set, peer TLS included: a CA, a server pair, a peer pair
+/// with the member's IP SANs (both usages), https peer URLs. Cairn starts unchanged and
+/// serves etcdctl over TLS.
 #[test]
-fn kubeadm_client_flag_set_starts() {
+fn kubeadm_flag_set_starts() {
     let base = tempfile::tempdir().unwrap();
     let pki = Pki::new(&base.path().join("pki"));
+    // kubeadm's peer.crt: signed by the etcd CA, serverAuth + clientAuth, IP SANs.
+    let (peer_cert, peer_key) = pki.new_server_pair("peer");
     let (port, peer) = (free_port(), free_port());
     let dir = base.path().join("data");
     let args = vec![
@@ -387,13 +389,18 @@ fn kubeadm_client_flag_set_starts() {
         format!("--cert-file={}", pki.server_cert.display()),
         "--client-cert-auth=true".to_string(),
         format!("--data-dir={}", dir.display()),
+        "--experimental-initial-corrupt-check=true".to_string(),
         "--experimental-watch-progress-notify-interval=5s".to_string(),
-        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
-        format!("--initial-cluster=node1=http://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=https://127.0.0.1:{peer}"),
+        format!("--initial-cluster=node1=https://127.0.0.1:{peer}"),
         format!("--key-file={}", pki.server_key.display()),
         format!("--listen-client-urls=https://127.0.0.1:{port}"),
-        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--listen-peer-urls=https://127.0.0.1:{peer}"),
         "--name=node1".to_string(),
+        format!("--peer-cert-file={}", peer_cert.display()),
+        "--peer-client-cert-auth=true".to_string(),
+        format!("--peer-key-file={}", peer_key.display()),
+        format!("--peer-trusted-ca-file={}", pki.ca.display()),
         "--snapshot-count=10000".to_string(),
         format!("--trusted-ca-file={}", pki.ca.display()),
     ];
@@ -408,6 +415,25 @@ fn kubeadm_client_flag_set_starts() {
         &["put", "/registry/x", "y"],
     );
     assert!(o.success(), "{o:?}");
+    let o = ctl(
+        Ctl::V351,
+        &ep,
+        &pki.ctl_flags(),
+        &["member", "list", "-w", "simple"],
+    );
+    assert!(o.success(), "{o:?}");
+    assert!(
+        o.stdout.contains(&format!("https://127.0.0.1:{peer}")),
+        "{}",
+        o.stdout
+    );
+    // The peer port speaks TLS with the peer pair, and wants a client certificate.
+    let addr = format!("127.0.0.1:{peer}");
+    let cfg = tls_support::client_config(&pki.ca, Some((&pki.client_cert, &pki.client_key)));
+    assert_eq!(
+        tls_support::served_cert(&addr, cfg),
+        tls_support::pem_cert(&peer_cert)
+    );
 }
 
 /// A new key pair written over the files is served to the next connections, without a
