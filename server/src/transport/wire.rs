@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn peer_urls() {
-        let a = |s: &str| peer_addr(s).map(|(a, https)| (a, https)).unwrap();
+        let a = |s: &str| peer_addr(s).unwrap();
         assert_eq!(a("http://127.0.0.1:2380"), ("127.0.0.1:2380".into(), false));
         assert_eq!(a("http://[::1]:2380/"), ("[::1]:2380".into(), false));
         assert_eq!(a("localhost:1"), ("localhost:1".into(), false));
