@@ -349,9 +349,52 @@ fn value_validation() {
         &[],
     );
     assert!(
-        peer.message().contains("not supported yet by cairn"),
+        peer.message()
+            .contains("cannot listen on TLS for 127.0.0.1:2")
+            && peer.message().contains("--peer-cert-file"),
         "{peer}"
     );
+    // With peer TLS flags, https peer URLs are accepted and read into the config.
+    let c = config(
+        &[
+            "--listen-peer-urls=https://127.0.0.1:2",
+            "--initial-advertise-peer-urls=https://127.0.0.1:2",
+            "--initial-cluster=default=https://127.0.0.1:2",
+            "--peer-cert-file=/p.pem",
+            "--peer-key-file=/p-key.pem",
+            "--peer-trusted-ca-file=/ca.pem",
+            "--peer-client-cert-auth",
+            "--peer-cert-allowed-cn=etcd",
+        ],
+        &[("ETCD_PEER_CRL_FILE", "/crl.pem")],
+    );
+    assert_eq!(
+        c.peer_cert_file.as_deref(),
+        Some(std::path::Path::new("/p.pem"))
+    );
+    assert_eq!(
+        c.peer_key_file.as_deref(),
+        Some(std::path::Path::new("/p-key.pem"))
+    );
+    assert_eq!(
+        c.peer_trusted_ca_file.as_deref(),
+        Some(std::path::Path::new("/ca.pem"))
+    );
+    assert_eq!(
+        c.peer_crl_file.as_deref(),
+        Some(std::path::Path::new("/crl.pem"))
+    );
+    assert!(c.peer_client_cert_auth);
+    assert_eq!(c.peer_cert_allowed_cn.as_deref(), Some("etcd"));
+    let e = error(
+        &[
+            "--peer-auto-tls",
+            "--peer-cert-allowed-cn=a",
+            "--peer-cert-allowed-hostname=b",
+        ],
+        &[],
+    );
+    assert!(e.message().contains("mutually exclusive"), "{e}");
 }
 
 #[test]
@@ -402,17 +445,17 @@ fn quota_values() {
 
 #[test]
 fn unsupported_flags_are_named() {
-    let e = error(&["--peer-cert-file=/x.pem"], &[]);
+    let e = error(&["--peer-client-cert-file=/x.pem"], &[]);
     assert!(
         e.message()
-            .starts_with("flag --peer-cert-file is not supported yet by cairn"),
+            .starts_with("flag --peer-client-cert-file is not supported yet by cairn"),
         "{e}"
     );
     assert_eq!(e.exit_code(), 1);
-    let e = error(&["--peer-client-cert-auth"], &[]);
+    let e = error(&["--peer-skip-client-san-verification"], &[]);
     assert!(
         e.message()
-            .starts_with("flag --peer-client-cert-auth is not supported yet"),
+            .starts_with("flag --peer-skip-client-san-verification is not supported yet"),
         "{e}"
     );
     assert!(error(&["--listen-metrics-urls=http://127.0.0.1:2381"], &[])
@@ -482,10 +525,11 @@ fn environment_variables() {
         error(&[], &[("ETCD_SNAPSHOT_COUNT", "abc")]).message(),
         "invalid value \"abc\" for ETCD_SNAPSHOT_COUNT: parse error"
     );
-    let e = error(&[], &[("ETCD_PEER_CERT_FILE", "/x")]);
+    let e = error(&[], &[("ETCD_PEER_CLIENT_CERT_FILE", "/x")]);
     assert!(
         e.message().starts_with(
-            "environment variable ETCD_PEER_CERT_FILE (--peer-cert-file) is not supported yet"
+            "environment variable ETCD_PEER_CLIENT_CERT_FILE (--peer-client-cert-file) is not \
+             supported yet"
         ),
         "{e}"
     );
@@ -616,12 +660,12 @@ fn config_file_errors() {
     let e = parse(
         &args(&["--config-file=/etc/etcd.yml"]),
         &[],
-        with_file("peer-transport-security:\n  cert-file: /p.pem\n"),
+        with_file("peer-transport-security:\n  client-cert-file: /p.pem\n"),
     )
     .unwrap_err();
-    assert!(e
-        .message()
-        .starts_with("config file key peer-cert-file (--peer-cert-file) is not supported yet"));
+    assert!(e.message().starts_with(
+        "config file key peer-client-cert-file (--peer-client-cert-file) is not supported yet"
+    ));
     let e = parse(
         &args(&["--config-file=/etc/etcd.yml"]),
         &[],
