@@ -453,6 +453,7 @@ pub async fn run(
         versions: [clusters[0].version.clone(), clusters[1].version.clone()],
         bins: [bins[0].display().to_string(), bins[1].display().to_string()],
         members: a.members,
+        tls: a.tls,
         rss,
         seed_times,
         list_keys,
