@@ -100,6 +100,10 @@ pub enum Command {
     /// Benchmark lease keepalive
     #[command(name = "lease-keepalive")]
     LeaseKeepalive(LeaseArgs),
+    /// Benchmark new connections: each request dials a new connection (TCP, TLS
+    /// handshake for https, HTTP/2), sends one serializable Range and closes it
+    #[command(name = "conn-rate")]
+    ConnRate(ConnRateArgs),
     /// Start etcd and Cairn side by side, run the workload matrix, write perf/reports/<date>.md
     Compare(CompareArgs),
 }
@@ -288,6 +292,19 @@ pub struct WatchLatencyArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct ConnRateArgs {
+    /// Total number of connections (each with one Range request)
+    #[arg(long, default_value_t = 1000)]
+    pub total: u64,
+    /// Maximum new connections per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Key the Range reads (serializable; it need not exist)
+    #[arg(long = "range-key", default_value = "/bench/conn-rate")]
+    pub range_key: String,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct LeaseArgs {
     /// Total number of lease keepalive requests
     #[arg(long, default_value_t = 10000)]
@@ -447,6 +464,30 @@ mod tests {
             cli.cmd,
             Command::LeaseKeepalive(LeaseArgs { total: 3 })
         ));
+    }
+
+    #[test]
+    fn conn_rate_and_tls_flags() {
+        let cli = parse(&[
+            "--cacert=ca.pem",
+            "conn-rate",
+            "--total",
+            "5",
+            "--cert",
+            "c.pem",
+            "--key=k.pem",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.cacert.as_deref(), Some("ca.pem"));
+        assert_eq!(cli.global.cert.as_deref(), Some("c.pem"));
+        assert_eq!(cli.global.key.as_deref(), Some("k.pem"));
+        let Command::ConnRate(c) = cli.cmd else {
+            panic!("not conn-rate")
+        };
+        assert_eq!(
+            (c.total, c.rate, c.range_key.as_str()),
+            (5, 0, "/bench/conn-rate")
+        );
     }
 
     #[test]

@@ -96,7 +96,10 @@ pub(crate) async fn measure(
                             .filter(|(m, _)| *m != leader)
                             .map(|(_, e)| e.clone())
                             .collect();
-                        leader_task = Some(tokio::spawn(new_leader_seen(survivors, leader_id, at)));
+                        let dialer = pools[0].dialer().clone();
+                        leader_task = Some(tokio::spawn(new_leader_seen(
+                            dialer, survivors, leader_id, at,
+                        )));
                     }
                 }
                 if let Some(at) = killed_at {
@@ -159,11 +162,16 @@ pub(crate) async fn measure(
 
 /// Polls the survivors' Status until one names a leader that is not `old`;
 /// returns the time since `since`, or None after [`GIVE_UP`].
-async fn new_leader_seen(endpoints: Vec<String>, old: u64, since: Instant) -> Option<Duration> {
+async fn new_leader_seen(
+    dialer: conn::Dialer,
+    endpoints: Vec<String>,
+    old: u64,
+    since: Instant,
+) -> Option<Duration> {
     while since.elapsed() < GIVE_UP {
         let polls = endpoints
             .iter()
-            .map(|ep| conn::status(ep, Duration::from_millis(500)));
+            .map(|ep| conn::status(&dialer, ep, Duration::from_millis(500)));
         for st in futures::future::join_all(polls).await.into_iter().flatten() {
             if st.leader != 0 && st.leader != old {
                 return Some(since.elapsed());

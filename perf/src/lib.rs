@@ -3,10 +3,10 @@
 //! Where this crate fits in Cairn: `docs/architecture.md` at the repository root.
 //!
 //! - [`cli`]: flags and subcommands, named as etcd's `benchmark` names them.
-//! - `conn`: connections spread over endpoints, clients over connections, auth.
+//! - `conn`: connections spread over endpoints, clients over connections, TLS, auth.
 //! - `driver`: the request loop (clients, total, rate, Ctrl-C, progress bar).
 //! - `workloads`: put, range, txn-put, txn-mixed, txn-cas, watch, watch-latency,
-//!   lease-keepalive.
+//!   lease-keepalive, conn-rate (new connections, TLS handshakes, per second).
 //! - [`report`]: HDR-histogram summary, errors per status code, text and JSON.
 //! - `procstat`: CPU time and peak RSS from `/proc`.
 //! - [`compare`]: starts etcd and Cairn, runs the matrix, writes the report and chart.
@@ -119,6 +119,7 @@ async fn run_workload(
         Command::Watch(a) => workloads::watch(&ctx, a).await,
         Command::WatchLatency(a) => workloads::watch_latency(&ctx, a).await,
         Command::LeaseKeepalive(a) => workloads::lease_keepalive(&ctx, a).await,
+        Command::ConnRate(a) => workloads::conn_rate(&ctx, &g.endpoints, a).await,
         Command::Compare(_) => Ok(Vec::new()),
     }
 }

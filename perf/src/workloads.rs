@@ -15,10 +15,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    Consistency, LeaseArgs, PutArgs, RangeArgs, TxnCasArgs, TxnMixedArgs, TxnPutArgs, WatchArgs,
-    WatchLatencyArgs,
+    ConnRateArgs, Consistency, LeaseArgs, PutArgs, RangeArgs, TxnCasArgs, TxnMixedArgs, TxnPutArgs,
+    WatchArgs, WatchLatencyArgs,
 };
-use crate::conn::{flag_err, BenchError, Kv, Pool};
+use crate::conn::{flag_err, BenchError, Dialer, Kv, Pool};
 use crate::driver::{drive, drive_classes, Loop, Progress};
 use crate::proto::etcdserverpb::{
     compare, request_op, response_op, watch_request, Compare, LeaseGrantRequest,
@@ -189,6 +189,74 @@ pub(crate) async fn range(ctx: &Ctx, a: &RangeArgs) -> Result<Vec<Summary>, Benc
         move |mut c, _| {
             let req = req.clone();
             async move { c.range(req).await.map(|_| ()) }
+        },
+    )
+    .await;
+    Ok(vec![s])
+}
+
+/// The source chain of a connection error, for the error summary.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+/// New connections per second: request *i* dials `endpoints[i mod n]` anew (TCP,
+/// the TLS handshake when the endpoint uses TLS, the HTTP/2 preface), sends one
+/// serializable Range of `--range-key` and drops the connection, which closes it.
+/// Every connection gets a TLS client configuration of its own, so no session is
+/// resumed: each handshake is a full one, as etcd's Go clients make them.
+pub(crate) async fn conn_rate(
+    ctx: &Ctx,
+    endpoints: &[String],
+    a: &ConnRateArgs,
+) -> Result<Vec<Summary>, BenchError> {
+    if endpoints.is_empty() {
+        return Err(flag_err("endpoints", "at least one endpoint is needed"));
+    }
+    let dialer = ctx.pool.dialer().clone();
+    for ep in endpoints {
+        dialer.endpoint(ep)?; // flags and URLs are checked before the loop
+    }
+    let req = RangeRequest {
+        key: a.range_key.as_bytes().to_vec().into(),
+        serializable: true,
+        ..Default::default()
+    };
+    struct Target {
+        dialer: Dialer,
+        endpoints: Vec<String>,
+        auth: crate::conn::AuthToken,
+        req: RangeRequest,
+    }
+    let target = Arc::new(Target {
+        dialer,
+        endpoints: endpoints.to_vec(),
+        auth: ctx.pool.auth(),
+        req,
+    });
+    let clients = vec![target; ctx.clients];
+    let s = drive(
+        ctx.lp("conn-rate", a.total, a.rate),
+        clients,
+        |t, i| async move {
+            let ep = &t.endpoints[(i % t.endpoints.len() as u64) as usize];
+            let e = t
+                .dialer
+                .endpoint(ep)
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            let ch = e
+                .connect()
+                .await
+                .map_err(|e| tonic::Status::unavailable(error_chain(&e)))?;
+            let mut kv = crate::conn::kv_client(ch, t.auth.clone());
+            kv.range(t.req.clone()).await.map(|_| ())
         },
     )
     .await;

@@ -92,6 +92,9 @@ pub struct Cluster {
     pub flags: Vec<String>,
     /// The members, in the order they were added.
     pub nodes: Vec<Node>,
+    /// Scheme of the client URLs the members listen on and advertise: "http" (the
+    /// default) or "https" (TLS; the flags naming the certificates go in `flags`).
+    pub client_scheme: &'static str,
 }
 
 impl Cluster {
@@ -109,6 +112,7 @@ impl Cluster {
             token: token.into(),
             flags,
             nodes: Vec::new(),
+            client_scheme: "http",
         })
     }
 
@@ -174,7 +178,7 @@ impl Cluster {
         Flags {
             name: n.name.clone(),
             data_dir: n.data_dir.clone(),
-            client_url: n.endpoint(),
+            client_url: format!("{}://127.0.0.1:{}", self.client_scheme, n.client_port),
             listen_peer_url: n.listen_peer_url(),
             advertise_peer_url: n.advertised_peer_url(),
             initial_cluster: n.initial_cluster.clone(),

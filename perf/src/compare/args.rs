@@ -36,6 +36,12 @@ pub struct CompareArgs {
     /// Report file (default: perf/reports/<UTC date>.md); the chart goes beside it as .svg
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Serve both sides over TLS: a CA, a server and a client certificate are made
+    /// (rcgen) in the run's temporary directory; both servers get the same
+    /// --cert-file/--key-file/--trusted-ca-file/--client-cert-auth and https client
+    /// URLs, and the clients present the client certificate
+    #[arg(long)]
+    pub tls: bool,
     /// Keep the servers' data directories and logs (their path is printed)
     #[arg(long = "keep-data")]
     pub keep_data: bool,

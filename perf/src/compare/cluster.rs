@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use cairn_testkit::{build_release_cairn, release_cairn, version_of, Node};
 
+use super::pki::Pki;
 use crate::cli::GlobalOpts;
-use crate::conn::{self, wait_ready, BenchError, MemberStatus, Pool};
+use crate::conn::{self, wait_ready, BenchError, Dialer, MemberStatus, Pool};
 use crate::procstat;
 
 /// The candidate by default: the workspace's `cairn`, built with `cargo build --release`
@@ -52,8 +53,10 @@ pub struct Cluster {
     pub bin: PathBuf,
     /// The member processes; a killed member's is not started.
     pub(super) procs: cairn_testkit::Cluster,
-    /// Client addresses (`127.0.0.1:port`), one per member.
+    /// Client URLs (`http://127.0.0.1:port`, or `https://` with TLS), one per member.
     pub endpoints: Vec<String>,
+    /// How the clients connect (TLS with the client certificate under `--tls`).
+    pub(super) dialer: Dialer,
 }
 
 /// How long a (re)started member or a leader election may take.
@@ -62,24 +65,44 @@ const READY_WAIT: Duration = Duration::from_secs(30);
 impl Cluster {
     /// Starts `members` members with etcd's flags under `dir`, waits until each
     /// answers Maintenance.Status and, with several members, until all of them
-    /// agree on a leader.
-    pub async fn start(bin: &Path, members: usize, dir: &Path) -> Result<Cluster, BenchError> {
+    /// agree on a leader. With `tls`, the members serve https with client-certificate
+    /// authentication and the clients present the client certificate.
+    pub async fn start(
+        bin: &Path,
+        members: usize,
+        dir: &Path,
+        tls: Option<&Pki>,
+    ) -> Result<Cluster, BenchError> {
         let version = version_of(bin);
         let name = short_name(bin, &version);
-        let procs = cairn_testkit::Cluster::layout(
-            bin,
-            dir,
-            members,
-            "cairn-bench",
-            vec!["--log-level=warn".to_string()],
-        )?;
-        let endpoints = procs.nodes.iter().map(Node::client_addr).collect();
+        let mut flags = vec!["--log-level=warn".to_string()];
+        let dialer = match tls {
+            Some(p) => {
+                flags.extend(p.server_flags());
+                Dialer::from_files(
+                    Some(&p.ca.to_string_lossy()),
+                    Some(&p.client_cert.to_string_lossy()),
+                    Some(&p.client_key.to_string_lossy()),
+                    Duration::from_secs(5),
+                )?
+            }
+            None => Dialer::default(),
+        };
+        let mut procs = cairn_testkit::Cluster::layout(bin, dir, members, "cairn-bench", flags)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        procs.client_scheme = scheme;
+        let endpoints = procs
+            .nodes
+            .iter()
+            .map(|n| format!("{scheme}://{}", n.client_addr()))
+            .collect();
         let mut cluster = Cluster {
             name,
             version,
             bin: bin.to_path_buf(),
             procs,
             endpoints,
+            dialer,
         };
         for i in 0..members {
             cluster.spawn(i)?;
@@ -107,7 +130,7 @@ impl Cluster {
     /// Waits until member `i` answers Status; on failure the error carries its log's tail.
     async fn wait_member(&mut self, i: usize) -> Result<(), BenchError> {
         let ep = self.endpoints[i].clone();
-        if let Err(e) = wait_ready(&ep, READY_WAIT).await {
+        if let Err(e) = wait_ready(&self.dialer, &ep, READY_WAIT).await {
             let status = self.procs.nodes[i].proc.exited();
             return Err(BenchError::Server(format!(
                 "{} member m{i} did not become ready on {ep} ({}; last error: {e}); log tail:\n{}",
@@ -125,9 +148,10 @@ impl Cluster {
     async fn statuses(&self) -> Vec<Option<MemberStatus>> {
         let polls = self.endpoints.iter().enumerate().map(|(i, ep)| {
             let running = self.started(i);
+            let dialer = &self.dialer;
             async move {
                 if running {
-                    conn::status(ep, Duration::from_secs(2)).await.ok()
+                    conn::status(dialer, ep, Duration::from_secs(2)).await.ok()
                 } else {
                     None
                 }
@@ -189,7 +213,9 @@ impl Cluster {
         let (_, leader) = self.wait_leader().await?;
         let deadline = Instant::now() + READY_WAIT;
         while Instant::now() < deadline {
-            if let Ok(st) = conn::status(&self.endpoints[i], Duration::from_secs(2)).await {
+            if let Ok(st) =
+                conn::status(&self.dialer, &self.endpoints[i], Duration::from_secs(2)).await
+            {
                 if st.applied_index >= leader.raft_index {
                     return Ok(());
                 }
@@ -230,10 +256,15 @@ impl Cluster {
     /// several members, found with Status just now.
     pub(super) async fn writer_pool(&self, clients: usize) -> Result<Pool, BenchError> {
         if self.endpoints.len() == 1 {
-            return Pool::connect(&globals(&self.endpoints, clients)).await;
+            return Pool::connect_with(&globals(&self.endpoints, clients), self.dialer.clone())
+                .await;
         }
         let (leader, _) = self.wait_leader().await?;
-        Pool::connect(&globals(&self.endpoints[leader..=leader], clients)).await
+        Pool::connect_with(
+            &globals(&self.endpoints[leader..=leader], clients),
+            self.dialer.clone(),
+        )
+        .await
     }
 
     /// One pool per member for reads rotated over all of them; the usual
@@ -245,7 +276,7 @@ impl Cluster {
         for ep in &self.endpoints {
             let mut g = globals(std::slice::from_ref(ep), clients);
             g.conns = per_member;
-            pools.push(Pool::connect(&g).await?);
+            pools.push(Pool::connect_with(&g, self.dialer.clone()).await?);
         }
         Ok(pools)
     }

@@ -18,6 +18,7 @@
 
 mod args;
 mod cluster;
+mod pki;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -30,8 +31,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::CompareArgs;
 pub use cluster::Cluster;
+pub use pki::Pki;
 
-use crate::cli::{Consistency, GlobalOpts, PutArgs, RangeArgs, TxnCasArgs, WatchLatencyArgs};
+use crate::cli::{
+    ConnRateArgs, Consistency, GlobalOpts, PutArgs, RangeArgs, TxnCasArgs, WatchLatencyArgs,
+};
 use crate::conn::{flag_err, BenchError};
 use crate::failover;
 use crate::workloads::{self, Ctx};
@@ -42,11 +46,27 @@ use report::{ReportInfo, Row};
 /// One workload of the matrix.
 #[derive(Clone, Debug)]
 enum Work {
-    Put { val: usize, total: u64 },
-    Range { serializable: bool, total: u64 },
-    Cas { total: u64 },
-    List { total: u64 },
-    WatchLatency { put_total: u64 },
+    Put {
+        val: usize,
+        total: u64,
+    },
+    Range {
+        serializable: bool,
+        total: u64,
+    },
+    Cas {
+        total: u64,
+    },
+    List {
+        total: u64,
+    },
+    WatchLatency {
+        put_total: u64,
+    },
+    /// New connection (TLS handshake with `--tls`) + one serializable Range, closed.
+    Connect {
+        total: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -115,6 +135,11 @@ fn matrix(scale: f64, list_keys: u64) -> Vec<Case> {
         name: "watch latency, 100 watchers".into(),
         clients: 1,
         work: Work::WatchLatency { put_total: s(500) },
+    });
+    v.push(Case {
+        name: "new connections (connect + Range), 4 clients".into(),
+        clients: 4,
+        work: Work::Connect { total: s(2_000) },
     });
     v
 }
@@ -249,6 +274,18 @@ async fn run_case(
             )
             .await?
         }
+        Work::Connect { total } => {
+            workloads::conn_rate(
+                &ctx,
+                &cluster.endpoints,
+                &ConnRateArgs {
+                    total: *total,
+                    rate: 0,
+                    range_key: RANGE_KEY.into(),
+                },
+            )
+            .await?
+        }
     };
     let server_cpu = cluster.cpu().saturating_sub(cpu0);
     let s = summaries
@@ -289,10 +326,20 @@ pub async fn run(
     let work = tempfile::Builder::new()
         .prefix("cairn-compare-")
         .tempdir()?;
+    let pki = if a.tls {
+        let p = Pki::generate(&work.path().join("pki"))?;
+        eprintln!(
+            "compare: TLS with client-certificate auth; certificates in {}",
+            work.path().join("pki").display()
+        );
+        Some(p)
+    } else {
+        None
+    };
     let mut clusters = Vec::new();
     for (i, bin) in bins.iter().enumerate() {
         let dir = work.path().join(["baseline", "candidate"][i]);
-        let c = Cluster::start(bin, a.members, &dir).await?;
+        let c = Cluster::start(bin, a.members, &dir, pki.as_ref()).await?;
         eprintln!(
             "compare: {} ({}) serving on {}",
             c.name,
@@ -406,6 +453,7 @@ pub async fn run(
         versions: [clusters[0].version.clone(), clusters[1].version.clone()],
         bins: [bins[0].display().to_string(), bins[1].display().to_string()],
         members: a.members,
+        tls: a.tls,
         rss,
         seed_times,
         list_keys,

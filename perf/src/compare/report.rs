@@ -53,6 +53,8 @@ pub(super) struct ReportInfo {
     pub(super) versions: [String; 2],
     pub(super) bins: [String; 2],
     pub(super) members: usize,
+    /// Both servers served https with client-certificate auth (`--tls`).
+    pub(super) tls: bool,
     pub(super) rss: [u64; 2],
     pub(super) seed_times: [Duration; 2],
     pub(super) list_keys: u64,
@@ -193,6 +195,15 @@ pub(super) fn markdown(
              linearizable read after a ReadIndex round to the leader). Server CPU is the sum \
              over all members.\n",
             info.members
+        );
+    }
+    if info.tls {
+        let _ = writeln!(
+            s,
+            "**TLS.** Both servers serve https with the same certificates (a CA, a server \
+             pair for 127.0.0.1 and a client pair, ECDSA P-256, made by rcgen for the run) and \
+             `--client-cert-auth`; every connection presents the client certificate. New \
+             connections do a full handshake each (no session resumption).\n"
         );
     }
     if info.interrupted {
@@ -344,7 +355,9 @@ pub(super) fn markdown(
          an informer-backed update would be.\n\
          - LIST: `range {LIST_PREFIX} --prefix --limit 500` over {} keys of 256 B (the count covers all of them).\n\
          - watch latency: `cairn-bench watch-latency --streams 10 --watchers-per-stream 10 --put-rate 100 --val-size 256`: \
-         time from sending a put to each watcher receiving its event (etcd benchmark measures from the put's acknowledgement, which on loopback is ≈0).",
+         time from sending a put to each watcher receiving its event (etcd benchmark measures from the put's acknowledgement, which on loopback is ≈0).\n\
+         - new connections: `cairn-bench conn-rate`: each request opens a new connection \
+         (TCP, the TLS handshake under `--tls`, HTTP/2), sends one serializable range and closes it; req/s is connections per second.",
         info.list_keys
     );
     s

@@ -30,6 +30,7 @@ fn default_matrix_covers_the_issue() {
         "txn CAS",
         "LIST 500 of 100000 keys",
         "watch latency",
+        "new connections (connect + Range), 4 clients",
     ] {
         assert!(names.iter().any(|n| n.contains(want)), "missing {want}");
     }
@@ -54,6 +55,7 @@ fn failover_section_has_min_median_max_and_failures() {
         versions: ["v1".into(), "v2".into()],
         bins: ["/a".into(), "/b".into()],
         members: 3,
+        tls: false,
         rss: [1, 1],
         seed_times: [Duration::ZERO; 2],
         list_keys: 0,
@@ -150,6 +152,7 @@ fn markdown_has_values_ratios_and_the_single_member_note() {
         versions: ["v1".into(), "v2".into()],
         bins: ["/a".into(), "/b".into()],
         members: 1,
+        tls: false,
         rss: [100 << 20, 50 << 20],
         seed_times: [Duration::from_secs(2), Duration::from_secs(1)],
         list_keys: 1000,
