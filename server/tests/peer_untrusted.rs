@@ -167,7 +167,28 @@ async fn forged_peer_traffic_stops_no_member() {
         );
     }
 
-    // 2. As the leader (a member, without TLS the claim is believed): crafted messages.
+    // A member's id claimed from an address that is not its peer URLs' host (127.0.0.2;
+    // every member lives on 127.0.0.1): without a verified certificate, refused.
+    {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap())
+            .expect("bind 127.0.0.2 (loopback range)");
+        let conn = sock
+            .connect(([127, 0, 0, 1], fport).into())
+            .await
+            .expect("connect from 127.0.0.2");
+        let mut s = conn.into_std().unwrap();
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&preamble(KIND_RAFT, lid, fid, cluster))
+            .unwrap();
+        let (got, reason) = read_reply(&mut s);
+        assert_eq!(got, STATUS_NOT_MEMBER, "{reason}");
+        assert!(reason.contains("127.0.0.2"), "{reason}");
+    }
+
+    // 2. As the leader (a member, from its host, without TLS the claim is believed):
+    // crafted messages.
     let (mut s, got, reason) = open_stream(fport, lid, fid, cluster);
     assert_eq!(got, STATUS_OK, "{reason}");
     let mut hb = msg(MessageType::MsgHeartbeat, lid, fid, term);

@@ -192,6 +192,13 @@ impl Options {
 
     /// The peer port's rustls configurations, listener's and dialer's (`None` without
     /// peer TLS): makes the `--peer-auto-tls` pair when needed, loads and checks the files.
+    /// Whether inbound peer certificates are verified against `--peer-trusted-ca-file`.
+    pub(crate) fn peer_tls_verifies_peers(&self) -> bool {
+        self.peer_tls
+            .as_ref()
+            .is_some_and(|i| i.trusted_ca_file.is_some())
+    }
+
     pub(crate) fn peer_tls_config(
         &self,
     ) -> Result<Option<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>)>> {

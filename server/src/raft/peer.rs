@@ -70,6 +70,19 @@ impl crate::transport::Handler for PeerHandler {
         serde_json::to_vec(&info).ok()
     }
 
+    fn peer_urls(&self, id: u64) -> Vec<String> {
+        self.state
+            .upgrade()
+            .and_then(|c| {
+                c.cluster
+                    .read()
+                    .members
+                    .get(&id)
+                    .map(|m| m.peer_urls.clone())
+            })
+            .unwrap_or_default()
+    }
+
     fn is_removed(&self, id: u64) -> bool {
         self.state
             .upgrade()

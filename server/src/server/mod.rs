@@ -57,9 +57,11 @@ impl Server {
         let mut addrs = Vec::new();
         // TLS files are read before anything binds: a bad file fails start-up cleanly.
         let client_tls = opts.client_tls_config()?;
-        let peer_tls = opts
-            .peer_tls_config()?
-            .map(|(server, client)| PeerTls { server, client });
+        let peer_tls = opts.peer_tls_config()?.map(|(server, client)| PeerTls {
+            server,
+            client,
+            verifies_peers: opts.peer_tls_verifies_peers(),
+        });
         for (a, https) in &opts.listen_client_addrs {
             let l = TcpListener::bind(a)
                 .await

@@ -90,6 +90,18 @@ async fn serve(inner: &Arc<Inner>, mut stream: Stream, addr: SocketAddr) -> Resu
         }
         return refuse(stream, status, &reason).await;
     }
+    if !proven(inner, &stream) {
+        let urls = inner.handler.peer_urls(pre.from);
+        if !from_hosts_of(addr, &urls).await {
+            let reason = format!(
+                "connection from {} is not from a host of member {:x}'s peer URLs {urls:?}",
+                addr.ip(),
+                pre.from
+            );
+            log_refusal(inner, &pre, addr, wire::STATUS_NOT_MEMBER, &reason);
+            return refuse(stream, wire::STATUS_NOT_MEMBER, &reason).await;
+        }
+    }
     stream
         .write_all(&wire::encode_reply(wire::STATUS_OK, ""))
         .await?;
@@ -121,7 +133,11 @@ async fn members_query(
             return refuse(stream, wire::STATUS_BAD_PREAMBLE, "malformed members query").await;
         }
     };
-    let Some(members) = inner.handler.members(&urls) else {
+    let members = match inner.handler.members(&urls) {
+        Some(m) if proven(inner, &stream) || from_hosts_of(addr, &urls).await => Some(m),
+        _ => None,
+    };
+    let Some(members) = members else {
         let reason = format!(
             "peer URLs {urls:?} are not those of a member added to the cluster and waiting to join"
         );
@@ -135,6 +151,50 @@ async fn members_query(
     stream.flush().await?;
     stream.shutdown().await?;
     Ok(())
+}
+
+/// Whether the connection proved who it is: TLS with a certificate verified against the
+/// peer CA.
+fn proven(inner: &Inner, stream: &Stream) -> bool {
+    inner.tls_verifies_peers() && stream.peer_certificate().is_some()
+}
+
+/// Whether `addr` is an address of one of the hosts of `urls` (IP literals compared,
+/// names resolved).
+pub(super) async fn from_hosts_of(addr: SocketAddr, urls: &[String]) -> bool {
+    let ip = addr.ip().to_canonical();
+    for u in urls {
+        let Some(host) = url_host(u) else { continue };
+        if let Ok(lit) = host.parse::<std::net::IpAddr>() {
+            if lit.to_canonical() == ip {
+                return true;
+            }
+            continue;
+        }
+        let resolved = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            tokio::net::lookup_host((host.as_str(), 0)),
+        )
+        .await;
+        if let Ok(Ok(mut addrs)) = resolved {
+            if addrs.any(|a| a.ip().to_canonical() == ip) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The host of a peer URL (`scheme://host:port`, IPv6 in brackets), without brackets.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    (!host.is_empty()).then(|| host.to_string())
 }
 
 /// Why a raft or snapshot connection is refused, if it is.
@@ -224,5 +284,37 @@ async fn read_stream(inner: &Arc<Inner>, stream: Stream, from: u64) -> Result<()
             return Ok(());
         }
         inner.handler.on_message(m);
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn peer_url_hosts() {
+        assert_eq!(
+            url_host("http://127.0.0.1:2380").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(url_host("https://[::1]:2380").as_deref(), Some("::1"));
+        assert_eq!(
+            url_host("http://m1.example:2380/").as_deref(),
+            Some("m1.example")
+        );
+        assert_eq!(url_host("http://:2380"), None);
+    }
+
+    #[tokio::test]
+    async fn a_connection_must_come_from_a_host_of_the_peer_urls() {
+        let urls = vec!["http://127.0.0.1:2380".to_string()];
+        let from = |ip: &str| SocketAddr::new(ip.parse().unwrap(), 40000);
+        assert!(from_hosts_of(from("127.0.0.1"), &urls).await);
+        assert!(from_hosts_of(from("::ffff:127.0.0.1"), &urls).await);
+        assert!(!from_hosts_of(from("127.0.0.2"), &urls).await);
+        assert!(!from_hosts_of(from("127.0.0.1"), &[]).await);
+        let named = vec!["http://localhost:2380".to_string()];
+        assert!(from_hosts_of(from("127.0.0.1"), &named).await);
+        assert!(!from_hosts_of(from("127.0.0.3"), &named).await);
     }
 }

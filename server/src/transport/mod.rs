@@ -26,12 +26,13 @@
 //! Nothing on the peer port is trusted by default. A raft stream or a snapshot is accepted
 //! only from a current member ([`Handler::is_member`]) of our cluster, addressed to us,
 //! and every message on it must be from that member and to us; the raft loop then checks
-//! each message against its state before raft-rs sees it (`raft/guard.rs`). Without TLS
-//! the ids are the sender's claim: the checks keep strangers and mistakes out and keep
-//! crafted input from stopping a member, they do not authenticate (peer TLS will). A
-//! members query is answered only to a member that was added and has not started yet
-//! (its peer URLs), and a "removed" answer is believed only when it names the member we
-//! dialed and our cluster.
+//! each message against its state before raft-rs sees it (`raft/guard.rs`). A connection
+//! proves who it is with a certificate verified against `--peer-trusted-ca-file` (mutual
+//! TLS); any other connection (plain http, or TLS without a CA) must come from an address
+//! of the claimed member's recorded peer URLs (hosts resolved), so the claimed id is at
+//! least tied to where that member lives. A members query is answered only to a member
+//! that was added and has not started yet (its peer URLs, from one of their hosts), and a
+//! "removed" answer is believed only when it names the member we dialed and our cluster.
 //!
 //! Handler methods are called from tokio tasks or blocking threads of the runtime that
 //! started the transport, never from inside `send`/`send_snapshot`.
@@ -174,6 +175,10 @@ pub(crate) trait Handler: Send + Sync + 'static {
     /// Whether `id` is a current member of the cluster (only members' raft streams and
     /// snapshots are accepted; others are refused with status 5).
     fn is_member(&self, id: u64) -> bool;
+    /// The peer URLs recorded for member `id` (empty when unknown). A connection that did
+    /// not prove who it is with a CA-verified certificate must come from one of their
+    /// hosts.
+    fn peer_urls(&self, id: u64) -> Vec<String>;
     /// A member of our cluster told us we were removed from it (status 3). May be called
     /// more than once.
     fn on_removed(&self);
@@ -445,6 +450,11 @@ impl Inner {
 
     fn cluster_id(&self) -> u64 {
         self.cluster_id.load(Ordering::Relaxed)
+    }
+
+    /// Whether inbound TLS certificates are verified against a peer CA.
+    fn tls_verifies_peers(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.verifies_peers)
     }
 
     fn peer_urls(&self, id: u64) -> Option<Vec<String>> {

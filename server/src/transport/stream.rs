@@ -23,6 +23,9 @@ pub(crate) struct PeerTls {
     pub server: Arc<rustls::ServerConfig>,
     /// For dialing https peer URLs.
     pub client: Arc<rustls::ClientConfig>,
+    /// Inbound certificates are verified against a CA (`--peer-trusted-ca-file`): a
+    /// connection that presented one proved who it is.
+    pub verifies_peers: bool,
 }
 
 impl std::fmt::Debug for PeerTls {
@@ -39,9 +42,8 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
-    /// The other side's verified certificate, when this is a TLS connection on which it
-    /// presented one.
-    #[allow(dead_code)]
+    /// The other side's certificate, when this is a TLS connection on which it presented
+    /// one (verified when the configuration has a CA).
     pub(crate) fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
         match self {
             Stream::Plain(_) => None,

@@ -76,6 +76,10 @@ impl Handler for TestHandler {
     fn is_member(&self, id: u64) -> bool {
         !self.removed.lock().contains(&id) && !self.strangers.lock().contains(&id)
     }
+    fn peer_urls(&self, _id: u64) -> Vec<String> {
+        // Every test member lives on loopback.
+        vec!["http://127.0.0.1:1".into()]
+    }
     fn on_removed(&self) {
         let _ = self.tx.send(Ev::Removed);
     }
@@ -824,6 +828,9 @@ impl Handler for CountingHandler {
     }
     fn is_member(&self, _id: u64) -> bool {
         true
+    }
+    fn peer_urls(&self, _id: u64) -> Vec<String> {
+        vec!["http://127.0.0.1:1".into()]
     }
     fn is_removed(&self, _id: u64) -> bool {
         false
