@@ -670,11 +670,11 @@ fn cairn_rejects_bad_flags_like_etcd() {
         }
     }
     // A flag Cairn does not support yet is named, and nothing starts.
-    let o = run_server_binary(&cairn, &["--peer-cert-file=/etc/peer.pem"]);
+    let o = run_server_binary(&cairn, &["--peer-client-cert-file=/etc/peer.pem"]);
     assert_eq!(o.code, Some(1), "{o:?}");
     assert!(
         o.stderr
-            .contains("--peer-cert-file is not supported yet by cairn"),
+            .contains("--peer-client-cert-file is not supported yet by cairn"),
         "{o:?}"
     );
     // --version: etcd's line layout.
