@@ -38,6 +38,7 @@ mod fileutil;
 pub mod http;
 mod lease;
 pub mod membership;
+mod metrics;
 mod mvcc;
 pub mod pb;
 mod raft;

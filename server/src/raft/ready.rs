@@ -22,6 +22,9 @@ impl Loop {
             }
             self.last_leader = leader;
             r.leader_changes.fetch_add(1, Ordering::Relaxed);
+            if leader != 0 {
+                crate::metrics::METRICS.leader_changes.inc();
+            }
         }
         r.leader.store(leader, Ordering::Release);
         r.term.store(self.node.raft.term, Ordering::Release);
