@@ -670,11 +670,10 @@ fn cairn_rejects_bad_flags_like_etcd() {
         }
     }
     // A flag Cairn does not support yet is named, and nothing starts.
-    let o = run_server_binary(&cairn, &["--peer-cert-file=/etc/peer.pem"]);
+    let o = run_server_binary(&cairn, &["--wal-dir=/tmp/elsewhere"]);
     assert_eq!(o.code, Some(1), "{o:?}");
     assert!(
-        o.stderr
-            .contains("--peer-cert-file is not supported yet by cairn"),
+        o.stderr.contains("--wal-dir is not supported yet by cairn"),
         "{o:?}"
     );
     // --version: etcd's line layout.
