@@ -24,6 +24,8 @@ pub(crate) struct Metrics {
     pub(crate) proposals_pending: IntGauge,
     pub(crate) proposals_failed: IntCounter,
     pub(crate) quota_backend_bytes: IntGauge,
+    pub(crate) slow_apply: IntCounter,
+    pub(crate) heartbeat_send_failures: IntCounter,
     pub(crate) server_version: IntGaugeVec,
     pub(crate) cluster_version: IntGaugeVec,
     pub(crate) server_id: IntGaugeVec,
@@ -341,6 +343,14 @@ impl Metrics {
             proposals_failed: counter(
                 "etcd_server_proposals_failed_total",
                 "The total number of failed proposals seen.",
+            ),
+            slow_apply: counter(
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk).",
+            ),
+            heartbeat_send_failures: counter(
+                "etcd_server_heartbeat_send_failures_total",
+                "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
             ),
             quota_backend_bytes: gauge(
                 "etcd_server_quota_backend_bytes",
