@@ -5,6 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+#[allow(dead_code)]
+mod tls_support;
+
 use cairn_testkit::{clean_command, etcd_bin, free_port, http_get, run, Impl, Member};
 
 /// The metrics the issue lists (histograms by family name).
@@ -248,6 +251,26 @@ fn metrics_listener_serves_metrics_and_probes_like_etcd() {
     assert_eq!(seen[0].0, "gauge");
     assert!(seen[0].1.is_some(), "etcd --metrics=extensive");
     assert_eq!(seen[1], seen[0], "cairn vs etcd 3.5.1");
+}
+
+#[test]
+fn https_metrics_listener_uses_the_client_tls_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tls_support::Pki::new(&tmp.path().join("pki"));
+    let port = free_port();
+    let mut extra = pki.server_flags(false);
+    extra.push(format!("--listen-metrics-urls=https://127.0.0.1:{port}"));
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let m = Member::start(Impl::Cairn, "m1", &tmp.path().join("data"), &extra);
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = tls_support::client_config(&pki.ca, Some((&pki.client_cert, &pki.client_key)));
+    let (status, body) = tls_support::https_get(&addr, cfg, "/metrics").unwrap();
+    assert!(status.contains("200"), "{status} {body} {}", m.log_tail());
+    assert!(body.contains("etcd_server_has_leader 1"), "{body}");
+    // Client certificates are required as on the client port; plain HTTP gets no answer.
+    let cfg = tls_support::client_config(&pki.ca, None);
+    assert!(tls_support::https_get(&addr, cfg, "/metrics").is_err());
+    assert!(!matches!(http_get(&addr, "/metrics"), Ok((200, _))));
 }
 
 fn start_fails(args: &[&str]) -> String {
