@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-#[allow(dead_code)]
 mod tls_support;
 
 use cairn_testkit::{clean_command, etcd_bin, free_port, http_get, run, Impl, Member};
