@@ -9,7 +9,8 @@
 //! fails on any import cycle):
 //! - `error`, `pb`, [`schema`]: client-visible errors and [`error::Fatal`]; generated
 //!   protobuf code; the backend file's layout (bucket names, meta keys, member JSON);
-//!   `fileutil`: the data directory's permissions (0700 directories, 0600 files).
+//!   `fileutil`: the data directory's permissions (0700 directories, 0600 files);
+//!   `metrics`: the Prometheus registry with etcd's metric names (uses no other module).
 //! - `mvcc`: the revision store (cairn-index + cairn-engine with etcd's bucket layout).
 //! - [`membership`]: member and cluster ids, derived like etcd's; the member records.
 //! - `lease`: the lessor (leases, deadlines, attached keys).
@@ -38,6 +39,7 @@ mod fileutil;
 pub mod http;
 mod lease;
 pub mod membership;
+mod metrics;
 mod mvcc;
 pub mod pb;
 mod raft;

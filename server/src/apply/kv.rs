@@ -36,6 +36,7 @@ pub(crate) fn delete(state: &State, d: DeleteRangeRequest) -> Result<DeleteRange
 /// Applies a Txn; one revision for all its writes. While NOSPACE is active a txn that
 /// puts is refused (etcd's capped applier).
 pub(crate) fn txn(state: &State, x: TxnRequest) -> Result<TxnResponse> {
+    crate::metrics::METRICS.txn_total.inc();
     if !txn_is_read_only(&x) {
         let has_put = x
             .success

@@ -176,8 +176,8 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
     no("auth-token-ttl", Uint, &["300"]),
     // --- profiling, metrics, logging -----------------------------------------------------
     no("enable-pprof", Bool, &["false"]),
-    no("metrics", Str, &["basic"]),
-    no("listen-metrics-urls", List, &[""]),
+    yes("metrics", Str),
+    yes("listen-metrics-urls", List),
     no("logger", Str, &["zap"]),
     no("log-outputs", List, &["default", "stderr"]),
     no("log-format", Str, &["json"]),

@@ -199,6 +199,10 @@ pub struct Config {
     /// `--peer-cert-allowed-hostname`: a host name a peer's verified certificate must be
     /// valid for.
     pub peer_cert_allowed_hostname: Option<String>,
+    /// `--metrics`: `basic` (default) or `extensive` (adds grpc_server_handling_seconds).
+    pub metrics_extensive: bool,
+    /// `--listen-metrics-urls`: extra listeners serving `/metrics` and the health paths.
+    pub listen_metrics_urls: Vec<Url>,
 }
 
 impl Default for Config {
@@ -247,6 +251,8 @@ impl Default for Config {
             peer_auto_tls: false,
             peer_cert_allowed_cn: None,
             peer_cert_allowed_hostname: None,
+            metrics_extensive: false,
+            listen_metrics_urls: Vec::new(),
         }
     }
 }
@@ -693,6 +699,27 @@ fn build(
         // etcd drops the default advertise URL when listen URLs are given on the command line.
         None if from_cli && get("listen-client-urls").is_some() => c.advertise_client_urls.clear(),
         None => {}
+    }
+    if let Some(r) = get("listen-metrics-urls") {
+        c.listen_metrics_urls = if r.value.is_empty() {
+            Vec::new()
+        } else {
+            urls(r)?
+        };
+    }
+    if let Some(r) = get("metrics") {
+        c.metrics_extensive = match r.value.as_str() {
+            "basic" => false,
+            "extensive" => true,
+            v => {
+                return Err(invalid_value(
+                    r.name,
+                    v,
+                    r.source,
+                    "must be \"basic\" or \"extensive\"",
+                ))
+            }
+        };
     }
     if let Some(r) = get("listen-peer-urls") {
         c.listen_peer_urls = urls(r)?;

@@ -56,6 +56,9 @@ pub(crate) struct Options {
     pub(crate) watch_progress_notify_interval: Duration,
     pub(crate) lease_checkpoint_interval: Duration,
     pub(crate) initial_corrupt_check: bool,
+    /// `--listen-metrics-urls` (with whether each is https) and `--metrics extensive`.
+    pub(crate) listen_metrics_addrs: Vec<(SocketAddr, bool)>,
+    pub(crate) metrics_extensive: bool,
 }
 
 impl Options {
@@ -79,7 +82,11 @@ impl Options {
             Ok(addrs)
         };
         let listen_client_addrs = bind(&cfg.listen_client_urls, "--listen-client-urls", true)?;
-        let any_https = listen_client_addrs.iter().any(|(_, https)| *https);
+        let listen_metrics_addrs = bind(&cfg.listen_metrics_urls, "--listen-metrics-urls", true)?;
+        let any_https = listen_client_addrs
+            .iter()
+            .chain(&listen_metrics_addrs)
+            .any(|(_, https)| *https);
         let files = cfg.cert_file.is_some() || cfg.key_file.is_some();
         let client_tls = any_https.then(|| TlsInfo {
             side: Side::Client,
@@ -140,6 +147,8 @@ impl Options {
             name: cfg.name.clone(),
             data_dir: cfg.data_dir.clone(),
             listen_client_addrs,
+            listen_metrics_addrs,
+            metrics_extensive: cfg.metrics_extensive,
             client_tls,
             client_self_cert,
             advertise_client_urls: text(&cfg.advertise_client_urls),

@@ -458,9 +458,12 @@ fn unsupported_flags_are_named() {
             .starts_with("flag --peer-skip-client-san-verification is not supported yet"),
         "{e}"
     );
-    assert!(error(&["--listen-metrics-urls=http://127.0.0.1:2381"], &[])
+    assert!(error(&["--metrics=verbose"], &[])
         .message()
-        .contains("--listen-metrics-urls"));
+        .contains("-metrics"));
+    assert!(error(&["--listen-metrics-urls=127.0.0.1:2381"], &[])
+        .message()
+        .contains("listen-metrics-urls"));
     // Unsupported flags given etcd's default value change nothing and are accepted.
     let c = config(
         &[

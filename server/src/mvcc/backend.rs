@@ -162,7 +162,11 @@ impl Backend {
         let h = std::thread::Builder::new()
             .name("backend-commit".into())
             .spawn(move || {
+                let start = std::time::Instant::now();
                 let res = write_batch(&db, &batch, &meta);
+                crate::metrics::METRICS
+                    .backend_commit
+                    .observe(start.elapsed().as_secs_f64());
                 if res.is_ok() {
                     bufs.write().committing = None;
                 }
@@ -286,6 +290,15 @@ impl Backend {
     /// Rewrites the file compactly and swaps it in. The staged batch must have been
     /// committed (apply loop only, so nothing is staged meanwhile).
     pub(crate) fn defragment(&self) -> Result<()> {
+        let start = std::time::Instant::now();
+        let r = self.defragment_inner();
+        crate::metrics::METRICS
+            .defrag
+            .observe(start.elapsed().as_secs_f64());
+        r
+    }
+
+    fn defragment_inner(&self) -> Result<()> {
         self.wait_committed()?;
         let mut guard = self.db.write();
         let tmp = self.path.with_extension("defrag.tmp");

@@ -237,6 +237,7 @@ impl Store {
 
     /// Range at the current revision (readers).
     pub(crate) fn range(&self, r: &RangeRequest) -> Result<RangeResponse> {
+        crate::metrics::METRICS.range_total.inc();
         self.view().range(r)
     }
 
@@ -605,6 +606,7 @@ impl WriteTxn<'_> {
     }
 
     pub(crate) fn range(&self, r: &RangeRequest) -> Result<RangeResponse> {
+        crate::metrics::METRICS.range_total.inc();
         self.view.range_at(r, self.read_rev())
     }
 
@@ -623,6 +625,7 @@ impl WriteTxn<'_> {
 
     /// Puts `key`; returns nothing (the caller reads prev_kv before).
     pub(crate) fn put(&mut self, key: Bytes, value: Bytes, lease: i64) -> Result<()> {
+        crate::metrics::METRICS.put_total.inc();
         let main = self.begin + 1;
         let rev = Revision::new(main, self.sub);
         let (create, version) = match self.view.index.get(&key, main) {
@@ -657,6 +660,7 @@ impl WriteTxn<'_> {
 
     /// Deletes every key of the range; returns the deleted key-values (previous state).
     pub(crate) fn delete_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>> {
+        crate::metrics::METRICS.delete_total.inc();
         let (keys, revs) = self.view.index.range(key, end, self.read_rev());
         if keys.is_empty() {
             return Ok(Vec::new());

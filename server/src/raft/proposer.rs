@@ -106,6 +106,11 @@ impl Proposer {
         self.terminated.subscribe()
     }
 
+    /// Proposals waiting for their entry to be applied.
+    pub(crate) fn pending_proposals(&self) -> usize {
+        self.waiters.lock().len()
+    }
+
     pub(crate) fn has_leader(&self) -> bool {
         self.leader_id() != 0
     }
@@ -194,13 +199,18 @@ impl Proposer {
         self.waiters.lock().insert(id, tx);
         if let Err(e) = self.send(m) {
             self.waiters.lock().remove(&id);
+            crate::metrics::METRICS.proposals_failed.inc();
             return Err(e);
         }
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
             Ok(Ok(res)) => res,
-            Ok(Err(_)) => Err(Error::Stopped),
+            Ok(Err(_)) => {
+                crate::metrics::METRICS.proposals_failed.inc();
+                Err(Error::Stopped)
+            }
             Err(_) => {
                 self.waiters.lock().remove(&id);
+                crate::metrics::METRICS.proposals_failed.inc();
                 // As etcd: a proposal made shortly before a new leader was elected most
                 // likely went down with the previous one, and the error says so.
                 let elected = *self.view.leader_elected.lock();

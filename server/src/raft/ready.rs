@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// etcd's warnApplyDuration: an entry applied slower than this is a slow apply.
+const SLOW_APPLY: Duration = Duration::from_millis(100);
+
 impl Loop {
     pub(super) fn publish(&mut self) {
         let r = &self.proposer.view;
@@ -22,6 +25,9 @@ impl Loop {
             }
             self.last_leader = leader;
             r.leader_changes.fetch_add(1, Ordering::Relaxed);
+            if leader != 0 {
+                crate::metrics::METRICS.leader_changes.inc();
+            }
         }
         r.leader.store(leader, Ordering::Release);
         r.term.store(self.node.raft.term, Ordering::Release);
@@ -135,7 +141,14 @@ impl Loop {
             let prev_term = self.applied_term;
             if !e.data.is_empty() {
                 match e.get_entry_type() {
-                    EntryType::EntryNormal => self.apply_normal(&e, prev_ci, prev_term)?,
+                    EntryType::EntryNormal => {
+                        let start = Instant::now();
+                        self.apply_normal(&e, prev_ci, prev_term)?;
+                        // etcd's warnApplyDuration: an apply over 100 ms is slow.
+                        if start.elapsed() > SLOW_APPLY {
+                            crate::metrics::METRICS.slow_apply.inc();
+                        }
+                    }
                     EntryType::EntryConfChange => self.apply_conf_change(&e)?,
                     EntryType::EntryConfChangeV2 => {
                         tracing::warn!(

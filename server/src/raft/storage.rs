@@ -185,7 +185,13 @@ pub(super) fn persist(wal: &Wal, entries: &[Entry], hs: Option<&HardState>) -> R
             commit: h.commit,
         }));
     }
-    wal.append_blocking(recs).map_err(wal_err)
+    let start = std::time::Instant::now();
+    let r = wal.append_blocking(recs).map_err(wal_err);
+    // The append returns once the batch is written and fdatasync'ed.
+    crate::metrics::METRICS
+        .wal_fsync
+        .observe(start.elapsed().as_secs_f64());
+    r
 }
 
 /// Records a raft snapshot at `index` (the backend is committed up to it): a WAL marker,

@@ -69,6 +69,13 @@ impl Server {
             addrs.push(l.local_addr().map_err(|e| Error::Internal(e.to_string()))?);
             listeners.push((l, *https));
         }
+        let mut metrics_listeners = Vec::new();
+        for (a, https) in &opts.listen_metrics_addrs {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| Error::Internal(format!("listen on {a} (metrics): {e}")))?;
+            metrics_listeners.push((l, *https));
+        }
         let mut peer_listeners = Vec::new();
         for (a, https) in &opts.listen_peer_addrs {
             let l = TcpListener::bind(a)
@@ -175,10 +182,22 @@ impl Server {
             _ = published_rx => {}
             _ = terminated.wait_for(|t| t.is_some()) => {}
         }
-        for ((l, https), addr) in listeners.into_iter().zip(addrs.iter()) {
-            let router = build_router(&node, &opts);
+        router::init_metrics(&node, opts.metrics_extensive);
+        let client = listeners
+            .into_iter()
+            .zip(addrs.iter().copied())
+            .map(|((l, https), addr)| (l, https, addr, build_router(&node, &opts)));
+        let mut metrics_only = Vec::new();
+        for (l, https) in metrics_listeners {
+            let addr = l.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+            let status: Arc<dyn MemberStatus> = Arc::new(StatusHandle { node: node.clone() });
+            let router = tonic::service::Routes::from(
+                crate::http_routes(status).merge(router::metrics_routes(&node)),
+            );
+            metrics_only.push((l, https, addr, router));
+        }
+        for (l, https, addr, router) in client.collect::<Vec<_>>().into_iter().chain(metrics_only) {
             let mut rx = shutdown_rx.clone();
-            let addr = *addr;
             let tls = if https { client_tls.clone() } else { None };
             serving.push(tokio::spawn(async move {
                 let stop = async move {

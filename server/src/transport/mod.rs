@@ -382,7 +382,10 @@ impl Transport {
                 };
                 match p.tx.try_send(m) {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                    Err(mpsc::error::TrySendError::Full(m)) => {
+                        if m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
+                            crate::metrics::METRICS.heartbeat_send_failures.inc();
+                        }
                         if !overflowed.contains(&to) {
                             overflowed.push(to);
                             let mut last = p.overflow_logged.lock();

@@ -157,6 +157,12 @@ impl WatchHub {
     }
 
     /// The last revision watchers were notified of.
+    /// Watchers registered, and how many of them are unsynced (catching up).
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let st = self.st.lock();
+        (st.watchers.len(), st.unsynced.len())
+    }
+
     pub(crate) fn rev(&self) -> i64 {
         self.st.lock().rev
     }
