@@ -37,6 +37,7 @@ pub mod error;
 mod fileutil;
 pub mod http;
 mod lease;
+pub mod logging;
 pub mod membership;
 mod mvcc;
 pub mod pb;
