@@ -420,12 +420,18 @@ impl FileSink {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let mut backup = dir.join(format!("{stem}-{stamp}{ext}"));
-        let mut n = 1;
-        while backup.exists() {
-            backup = dir.join(format!("{stem}-{stamp}.{n}{ext}"));
-            n += 1;
-        }
+        // Two rotations within a millisecond (tiny sizes): number the later ones after
+        // every backup of that millisecond, so that names keep sorting oldest first.
+        let same_ms = self
+            .backups(dir, &stem, &ext)
+            .into_iter()
+            .filter(|(k, _)| k.0 == stamp)
+            .map(|(k, _)| k.1 + 1)
+            .max();
+        let backup = match same_ms {
+            None => dir.join(format!("{stem}-{stamp}{ext}")),
+            Some(n) => dir.join(format!("{stem}-{stamp}.{n}{ext}")),
+        };
         std::fs::rename(&self.path, &backup)?;
         self.file = OpenOptions::new()
             .create(true)
@@ -436,32 +442,43 @@ impl FileSink {
         Ok(())
     }
 
-    /// Removes rotated files beyond `maxbackups` (oldest first) or older than `maxage`.
-    fn prune(&self, dir: &Path, stem: &str, ext: &str) {
-        let Some(r) = &self.rotation else { return };
+    /// The rotated files of this log, oldest first, with their (time, counter) keys.
+    fn backups(&self, dir: &Path, stem: &str, ext: &str) -> Vec<((String, u64), PathBuf)> {
         let prefix = format!("{stem}-");
         let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
+            return Vec::new();
         };
-        let mut backups: Vec<(String, PathBuf)> = entries
+        let mut backups: Vec<((String, u64), PathBuf)> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                (name.starts_with(&prefix) && name.ends_with(ext) && e.path() != self.path)
-                    .then(|| (name, e.path()))
+                if !(name.starts_with(&prefix)
+                    && name.ends_with(ext)
+                    && name.len() > prefix.len() + ext.len()
+                    && e.path() != self.path)
+                {
+                    return None;
+                }
+                let mid = &name[prefix.len()..name.len() - ext.len()];
+                // `<time>` or `<time>.<counter>`; the time itself has one '.'.
+                let key = match mid.rsplit_once('.') {
+                    Some((stamp, n)) if stamp.contains('.') => {
+                        (stamp.to_string(), n.parse::<u64>().ok()?)
+                    }
+                    _ => (mid.to_string(), 0),
+                };
+                Some((key, e.path()))
             })
             .collect();
-        // The UTC time in the names, then the collision counter, sorts them oldest first.
-        let key = |name: &str| {
-            let mid = &name[prefix.len()..name.len() - ext.len()];
-            match mid.rsplit_once('.') {
-                Some((stamp, n)) if stamp.contains('.') => {
-                    (stamp.to_string(), n.parse::<u64>().unwrap_or(0))
-                }
-                _ => (mid.to_string(), 0),
-            }
-        };
-        backups.sort_by_key(|(name, _)| key(name));
+        // The UTC time in the names, then the counter, sorts them oldest first.
+        backups.sort();
+        backups
+    }
+
+    /// Removes rotated files beyond `maxbackups` (oldest first) or older than `maxage`.
+    fn prune(&self, dir: &Path, stem: &str, ext: &str) {
+        let Some(r) = &self.rotation else { return };
+        let mut backups = self.backups(dir, stem, ext);
         let mut remove = Vec::new();
         if r.max_backups > 0 && backups.len() as u64 > r.max_backups {
             let extra = backups.len() - r.max_backups as usize;
