@@ -114,6 +114,14 @@ async fn every_line_of_a_three_member_cluster_is_etcd_json() {
             "{what}: {cfg:?}"
         );
         if i != leader {
+            // The leader change, with the new leader's id and the term as a number.
+            let new_id = format!("{:x}", c.nodes[new_leader].id);
+            assert!(
+                lines.iter().any(|l| l["msg"] == "raft leader elected"
+                    && l["leader"] == new_id.as_str()
+                    && l["term"].as_u64().is_some_and(|t| t >= 2)),
+                "{what}: no election of {new_id} in {log}"
+            );
             // A clean stop is logged.
             assert!(
                 m.iter().any(|s| s == "shutting down"),
@@ -190,6 +198,15 @@ fn log_level_filters_below_it() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // The bootstrap error is a JSON line too.
+    let lines = parse_log(&stderr, "bad bootstrap");
+    assert!(
+        lines.iter().any(|l| l["level"] == "error"
+            && l["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("couldn't find local name"))),
+        "{stderr}"
+    );
     // --log-level=warn: "starting an etcd server" (info) is filtered out.
     assert!(!stderr.contains("starting an etcd server"), "{stderr}");
     let (mut args, _) = member_args(dir.path(), &[]);

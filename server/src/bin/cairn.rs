@@ -46,7 +46,9 @@ fn main() {
     }
     if !cfg.data_dir.join("member").exists() {
         if let Err(e) = cfg.verify_bootstrap() {
-            eprintln!("cairn: {e}");
+            // Logging is set up: the error is a log line like the others (etcd's
+            // "discovery failed"/"failed to start" lines carry it in `error`).
+            tracing::error!(error = %e, "failed to start");
             std::process::exit(e.exit_code());
         }
     }
@@ -56,7 +58,7 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cairn: cannot start the runtime: {e}");
+            tracing::error!(error = %e, "cannot start the runtime");
             std::process::exit(1);
         }
     };
