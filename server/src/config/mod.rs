@@ -124,7 +124,8 @@ pub struct LogRotation {
 pub const DEFAULT_LOG_ROTATION_CONFIG_JSON: &str =
     r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#;
 
-/// etcd's error when rotation is on without exactly one file among `--log-outputs`.
+/// etcd's error when rotation is on with no file among `--log-outputs` (a single output), or
+/// with more than one file.
 pub const ERR_LOG_ROTATION_OUTPUTS: &str =
     "--log-outputs requires a single file path when --log-rotate-config-json is defined";
 
