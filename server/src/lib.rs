@@ -38,6 +38,7 @@ pub mod error;
 mod fileutil;
 pub mod http;
 mod lease;
+pub mod logging;
 pub mod membership;
 mod metrics;
 mod mvcc;

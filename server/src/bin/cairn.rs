@@ -28,12 +28,10 @@ fn main() {
         }
         Invocation::Run(cfg) => cfg,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log_level.as_filter()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = cairn_server::logging::init(&cfg) {
+        eprintln!("cairn: {e}");
+        std::process::exit(1);
+    }
     // A panic anywhere (the raft loop above all) leaves the member unable to make
     // progress: stop the process, as etcd's would, rather than serve half a member.
     let default_hook = std::panic::take_hook();
@@ -42,12 +40,15 @@ fn main() {
         eprintln!("cairn: panic: the member stops");
         std::process::exit(2);
     }));
+    log_effective_config(&cfg);
     for w in &parsed.warnings {
         tracing::warn!("{w}");
     }
     if !cfg.data_dir.join("member").exists() {
         if let Err(e) = cfg.verify_bootstrap() {
-            eprintln!("cairn: {e}");
+            // Logging is set up: the error is a log line like the others (etcd's
+            // "discovery failed"/"failed to start" lines carry it in `error`).
+            tracing::error!(error = %e, "failed to start");
             std::process::exit(e.exit_code());
         }
     }
@@ -57,7 +58,7 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cairn: cannot start the runtime: {e}");
+            tracing::error!(error = %e, "cannot start the runtime");
             std::process::exit(1);
         }
     };
@@ -86,6 +87,60 @@ fn main() {
         code
     });
     std::process::exit(code);
+}
+
+/// etcd's first lines (`embed.StartEtcd`): the listeners, then "starting an etcd server"
+/// with the effective configuration as fields.
+fn log_effective_config(cfg: &config::Config) {
+    let list = |u: &[config::Url]| {
+        u.iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let initial_cluster = cfg
+        .initial_cluster
+        .iter()
+        .map(|(n, u)| format!("{n}={u}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    tracing::info!(
+        "listen-peer-urls" = %list(&cfg.listen_peer_urls),
+        "configuring peer listeners"
+    );
+    tracing::info!(
+        "listen-client-urls" = %list(&cfg.listen_client_urls),
+        "configuring client listeners"
+    );
+    tracing::info!(
+        "cairn-version" = env!("CARGO_PKG_VERSION"),
+        "max-cpu-available" = std::thread::available_parallelism().map_or(0, |n| n.get() as u64),
+        "member-initialized" = cfg.data_dir.join("member").exists(),
+        name = %cfg.name,
+        "data-dir" = %cfg.data_dir.display(),
+        "member-dir" = %cfg.data_dir.join("member").display(),
+        "heartbeat-interval" = ?cfg.heartbeat_interval,
+        "election-timeout" = ?cfg.election_timeout,
+        "snapshot-count" = cfg.snapshot_count,
+        "initial-advertise-peer-urls" = %list(&cfg.initial_advertise_peer_urls),
+        "listen-peer-urls" = %list(&cfg.listen_peer_urls),
+        "advertise-client-urls" = %list(&cfg.advertise_client_urls),
+        "listen-client-urls" = %list(&cfg.listen_client_urls),
+        "initial-cluster" = %initial_cluster,
+        "initial-cluster-state" = match cfg.initial_cluster_state {
+            config::ClusterState::New => "new",
+            config::ClusterState::Existing => "existing",
+        },
+        "initial-cluster-token" = %cfg.initial_cluster_token,
+        "quota-size-bytes" = cfg.quota_backend_bytes().map_or(-1, |q| q as i64),
+        "max-request-bytes" = cfg.max_request_bytes,
+        "max-txn-ops" = cfg.max_txn_ops,
+        "auto-compaction" = ?cfg.auto_compaction,
+        "initial-corrupt-check" = cfg.initial_corrupt_check,
+        "log-level" = %format!("{:?}", cfg.log_level).to_lowercase(),
+        "log-outputs" = %cfg.log_outputs.join(","),
+        "starting an etcd server"
+    );
 }
 
 async fn wait_for_signal() {

@@ -6,7 +6,7 @@
 //! Every flag etcd 3.4/3.5/3.6 documents is listed, so that a flag Cairn does not support yet
 //! is reported by name instead of as unknown. An unsupported flag is still accepted when its
 //! value is etcd's default (so it changes nothing), e.g. `--client-cert-auth=false` or
-//! `--logger=zap`: tools that spell out every default keep working.
+//! `--enable-pprof=false`: tools that spell out every default keep working.
 
 /// How a flag's value is read. Go's `flag` package treats booleans specially on the command
 /// line (`--flag` alone means true, and `--flag value` does not consume `value`).
@@ -178,11 +178,11 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
     no("enable-pprof", Bool, &["false"]),
     yes("metrics", Str),
     yes("listen-metrics-urls", List),
-    no("logger", Str, &["zap"]),
-    no("log-outputs", List, &["default", "stderr"]),
-    no("log-format", Str, &["json"]),
-    no("enable-log-rotation", Bool, &["false"]),
-    no("log-rotation-config-json", Str, &[""]),
+    yes("logger", Str),
+    yes("log-outputs", List),
+    yes("log-format", Str),
+    yes("enable-log-rotation", Bool),
+    yes("log-rotation-config-json", Str),
     no("log-package-levels", Str, &[""]),
     no("debug", Bool, &["false"]),
     no("warning-unary-request-duration", Duration, &["300ms"]),

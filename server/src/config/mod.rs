@@ -99,6 +99,36 @@ impl LogLevel {
     }
 }
 
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// zap's JSON encoder (etcd's default): one JSON object a line.
+    Json,
+    /// zap's console encoder: tab-separated time, level, caller, message, then the fields
+    /// as JSON.
+    Console,
+}
+
+/// `--log-rotation-config-json` (lumberjack's settings), used with `--enable-log-rotation`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRotation {
+    /// `maxsize`: megabytes a file may reach before it is rotated (0 = lumberjack's 100).
+    pub max_size_mb: u64,
+    /// `maxage`: days rotated files are kept (0 = no limit).
+    pub max_age_days: u64,
+    /// `maxbackups`: rotated files kept (0 = no limit).
+    pub max_backups: u64,
+}
+
+/// etcd's `DefaultLogRotationConfig`.
+pub const DEFAULT_LOG_ROTATION_CONFIG_JSON: &str =
+    r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#;
+
+/// etcd's error when rotation is on with no file among `--log-outputs` (a single output), or
+/// with more than one file.
+pub const ERR_LOG_ROTATION_OUTPUTS: &str =
+    "--log-outputs requires a single file path when --log-rotate-config-json is defined";
+
 /// One member's configuration, as etcd's flags describe it: what [`crate::Server::start`]
 /// takes. [`Default`] gives etcd's defaults; [`Config::for_test`] an in-process test member.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +172,12 @@ pub struct Config {
     pub auto_compaction_check_interval: Duration,
     /// `--log-level`.
     pub log_level: LogLevel,
+    /// `--log-outputs`: `stderr`, `stdout`, `default` (= stderr) or file paths, in order.
+    pub log_outputs: Vec<String>,
+    /// `--log-format`.
+    pub log_format: LogFormat,
+    /// `--enable-log-rotation` with its `--log-rotation-config-json`; `None` = off.
+    pub log_rotation: Option<LogRotation>,
     /// `--enable-v2`: accepted; v2 requests are answered "not supported".
     pub enable_v2: bool,
     /// `--experimental-watch-progress-notify-interval` (3.5) or
@@ -229,6 +265,9 @@ impl Default for Config {
             auto_compaction: AutoCompaction::Off,
             auto_compaction_check_interval: DEFAULT_AUTO_COMPACTION_CHECK_INTERVAL,
             log_level: LogLevel::Info,
+            log_outputs: vec!["default".to_string()],
+            log_format: LogFormat::Json,
+            log_rotation: None,
             enable_v2: false,
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
             lease_checkpoint_interval: DEFAULT_LEASE_CHECKPOINT_INTERVAL,
@@ -671,6 +710,55 @@ fn same_value(kind: Kind, default: &str, given: &str) -> bool {
     }
 }
 
+/// `--log-rotation-config-json`, checked like etcd's `setupLogRotation`. Cairn rotates by
+/// size and prunes by count and age; `localtime` and `compress` are refused when true.
+fn log_rotation(json: &str) -> Result<LogRotation, ConfigError> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+        ConfigError::invalid(format!(
+            "--log-rotation-config-json: improperly formatted log rotation config: {e}"
+        ))
+    })?;
+    let obj = v.as_object().ok_or_else(|| {
+        ConfigError::invalid(
+            "--log-rotation-config-json: invalid log rotation config: not an object",
+        )
+    })?;
+    let num = |k: &str| -> Result<u64, ConfigError> {
+        match obj.get(k) {
+            None => Ok(0),
+            Some(x) => x.as_u64().ok_or_else(|| {
+                ConfigError::invalid(format!(
+                    "--log-rotation-config-json: invalid log rotation config: {k} must be a \
+                     non-negative integer"
+                ))
+            }),
+        }
+    };
+    let flag = |k: &str| -> Result<bool, ConfigError> {
+        match obj.get(k) {
+            None => Ok(false),
+            Some(x) => x.as_bool().ok_or_else(|| {
+                ConfigError::invalid(format!(
+                    "--log-rotation-config-json: invalid log rotation config: {k} must be a \
+                     boolean"
+                ))
+            }),
+        }
+    };
+    for k in ["localtime", "compress"] {
+        if flag(k)? {
+            return Err(ConfigError::invalid(format!(
+                "--log-rotation-config-json: \"{k}\": true is not supported yet by cairn"
+            )));
+        }
+    }
+    Ok(LogRotation {
+        max_size_mb: num("maxsize")?,
+        max_age_days: num("maxage")?,
+        max_backups: num("maxbackups")?,
+    })
+}
+
 /// Turns the supported flags' values into a [`Config`] and validates it like etcd's
 /// `embed.Config.Validate`.
 fn build(
@@ -819,6 +907,65 @@ fn build(
             "fatal" => LogLevel::Fatal,
             other => return Err(ConfigError::invalid(format!("unknown log-level {other:?}"))),
         };
+    }
+    if let Some(r) = get("logger") {
+        match r.value.as_str() {
+            "zap" => {}
+            "capnslog" => return Err(ConfigError::invalid("--logger=capnslog is removed in v3.5")),
+            other => {
+                return Err(ConfigError::invalid(format!(
+                    "--logger: unknown logger option {other:?}"
+                )))
+            }
+        }
+    }
+    if let Some(r) = get("log-format") {
+        c.log_format = match r.value.as_str() {
+            "json" | "" => LogFormat::Json,
+            "console" => LogFormat::Console,
+            other => {
+                return Err(ConfigError::invalid(format!(
+                    "--log-format: unknown log format: {other}, supported values json, console"
+                )))
+            }
+        };
+    }
+    if let Some(r) = get("log-outputs") {
+        let outs: Vec<String> = r
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        if !outs.is_empty() {
+            c.log_outputs = outs;
+        }
+    }
+    if c.log_outputs.len() > 1 && c.log_outputs.iter().any(|o| o == "default") {
+        return Err(ConfigError::invalid(
+            "--log-outputs: multi logoutput for \"default\" is not supported yet",
+        ));
+    }
+    let rotate = match get("enable-log-rotation") {
+        Some(r) => values::parse_bool(&r.value).map_err(|e| bad(r, e.to_string()))?,
+        None => false,
+    };
+    if rotate {
+        let files = c
+            .log_outputs
+            .iter()
+            .filter(|o| !matches!(o.as_str(), "default" | "stderr" | "stdout"))
+            .count();
+        // etcd's `setupLogRotation`: a file is needed, and at most one.
+        if (c.log_outputs.len() == 1 && files == 0) || files > 1 {
+            return Err(ConfigError::invalid(ERR_LOG_ROTATION_OUTPUTS));
+        }
+        let json = match get("log-rotation-config-json") {
+            Some(r) if !r.value.is_empty() => r.value.as_str(),
+            _ => DEFAULT_LOG_ROTATION_CONFIG_JSON,
+        };
+        c.log_rotation = Some(log_rotation(json)?);
     }
     if let Some(r) = get("enable-v2") {
         c.enable_v2 = values::parse_bool(&r.value).map_err(|e| bad(r, e.to_string()))?;

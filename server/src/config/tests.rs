@@ -477,7 +477,13 @@ fn unsupported_flags_are_named() {
         ],
         &[],
     );
-    assert_eq!(c, Config::default());
+    assert_eq!(
+        c,
+        Config {
+            log_outputs: vec!["stderr".into()],
+            ..Config::default()
+        }
+    );
     // Values are still syntax-checked like Go's flag package.
     assert_eq!(
         error(&["--max-snapshots=x"], &[]).message(),
@@ -917,4 +923,95 @@ fn client_tls_in_config_file() {
         c.cipher_suites,
         vec!["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".to_string()]
     );
+}
+
+#[test]
+fn log_flags() {
+    let c = config(
+        &[
+            "--logger=zap",
+            "--log-format=console",
+            "--log-outputs=stdout,/tmp/x.log",
+        ],
+        &[],
+    );
+    assert_eq!(c.log_format, LogFormat::Console);
+    assert_eq!(
+        c.log_outputs,
+        vec!["stdout".to_string(), "/tmp/x.log".to_string()]
+    );
+    assert_eq!(c.log_rotation, None);
+    let e = error(&["--logger=x"], &[]);
+    assert!(e.message().contains("--logger"), "{e}");
+    assert!(error(&["--logger=capnslog"], &[])
+        .message()
+        .contains("--logger=capnslog is removed"));
+    let e = error(&["--log-format=xml"], &[]);
+    assert!(
+        e.message()
+            .starts_with("--log-format: unknown log format: xml"),
+        "{e}"
+    );
+    let e = error(&["--log-outputs=default,/tmp/x.log"], &[]);
+    assert!(e.message().contains("--log-outputs"), "{e}");
+    // etcd's validation: rotation needs exactly one file output.
+    for outs in ["stderr", "/tmp/a.log,/tmp/b.log"] {
+        let e = error(
+            &["--enable-log-rotation", &format!("--log-outputs={outs}")],
+            &[],
+        );
+        assert_eq!(e.message(), ERR_LOG_ROTATION_OUTPUTS);
+    }
+    let c = config(
+        &["--enable-log-rotation", "--log-outputs=stderr,/tmp/a.log"],
+        &[],
+    );
+    assert_eq!(
+        c.log_rotation,
+        Some(LogRotation {
+            max_size_mb: 100,
+            max_age_days: 0,
+            max_backups: 0
+        })
+    );
+    let c = config(
+        &[
+            "--enable-log-rotation",
+            "--log-outputs=/tmp/a.log",
+            r#"--log-rotation-config-json={"maxsize": 1, "maxage": 2, "maxbackups": 3}"#,
+        ],
+        &[],
+    );
+    assert_eq!(
+        c.log_rotation,
+        Some(LogRotation {
+            max_size_mb: 1,
+            max_age_days: 2,
+            max_backups: 3
+        })
+    );
+    let e = error(
+        &[
+            "--enable-log-rotation",
+            "--log-outputs=/tmp/a.log",
+            "--log-rotation-config-json={bad",
+        ],
+        &[],
+    );
+    assert!(
+        e.message()
+            .starts_with("--log-rotation-config-json: improperly formatted"),
+        "{e}"
+    );
+    let e = error(
+        &[
+            "--enable-log-rotation",
+            "--log-outputs=/tmp/a.log",
+            r#"--log-rotation-config-json={"compress": true}"#,
+        ],
+        &[],
+    );
+    assert!(e.message().contains("compress"), "{e}");
+    // Without rotation the JSON is not read, as in etcd.
+    config(&["--log-rotation-config-json={bad"], &[]);
 }
