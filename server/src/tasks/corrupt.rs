@@ -72,34 +72,25 @@ pub(crate) async fn initial_check(state: &Arc<State>, timeout: Duration) -> Resu
                 if resp.hash == hash {
                     continue;
                 }
-                if resp.compact_revision == compact {
-                    tracing::warn!(
-                        local_member_id = %me,
-                        local_member_revision = rev,
-                        local_member_compact_revision = compact,
-                        local_member_hash = hash,
-                        remote_peer_id = %peer,
-                        remote_peer_endpoints = ?urls,
-                        remote_peer_revision = remote_rev,
-                        remote_peer_compact_revision = resp.compact_revision,
-                        remote_peer_hash = resp.hash,
-                        "found different hash values from remote peer"
-                    );
+                // Hashes of different compactions are not comparable: logged, not counted.
+                let what = if resp.compact_revision == compact {
                     mismatch += 1;
+                    "found different hash values from remote peer"
                 } else {
-                    tracing::warn!(
-                        local_member_id = %me,
-                        local_member_revision = rev,
-                        local_member_compact_revision = compact,
-                        local_member_hash = hash,
-                        remote_peer_id = %peer,
-                        remote_peer_endpoints = ?urls,
-                        remote_peer_revision = remote_rev,
-                        remote_peer_compact_revision = resp.compact_revision,
-                        remote_peer_hash = resp.hash,
-                        "found different compact revision values from remote peer"
-                    );
-                }
+                    "found different compact revision values from remote peer"
+                };
+                tracing::warn!(
+                    local_member_id = %me,
+                    local_member_revision = rev,
+                    local_member_compact_revision = compact,
+                    local_member_hash = hash,
+                    remote_peer_id = %peer,
+                    remote_peer_endpoints = ?urls,
+                    remote_peer_revision = remote_rev,
+                    remote_peer_compact_revision = resp.compact_revision,
+                    remote_peer_hash = resp.hash,
+                    "{what}"
+                );
             }
             Err(e) => {
                 let what = match e {

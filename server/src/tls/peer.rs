@@ -57,6 +57,21 @@ impl AllowedPeer {
     }
 }
 
+impl AllowedPeer {
+    /// [`AllowedPeer::check`] on a verified certificate during a handshake: a refusal is
+    /// logged (warn, with the CN and `what`) and fails the handshake.
+    fn enforce(&self, cert: &CertificateDer<'_>, what: &str) -> Result<(), rustls::Error> {
+        self.check(cert).map_err(|why| {
+            tracing::warn!(
+                cn = %common_name(cert.as_ref()).unwrap_or_default(),
+                reason = %why,
+                "{what}"
+            );
+            rustls::Error::General(why)
+        })
+    }
+}
+
 /// The subject's CommonName of a DER certificate (the first one), if it has one.
 pub fn common_name(der: &[u8]) -> Option<String> {
     // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serial,
@@ -150,14 +165,8 @@ impl ClientCertVerifier for AllowedClientVerifier {
         let ok = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        if let Err(why) = self.allowed.check(end_entity) {
-            tracing::warn!(
-                cn = %common_name(end_entity.as_ref()).unwrap_or_default(),
-                reason = %why,
-                "refusing a peer: certificate not allowed"
-            );
-            return Err(rustls::Error::General(why));
-        }
+        self.allowed
+            .enforce(end_entity, "refusing a peer: certificate not allowed")?;
         Ok(ok)
     }
     fn verify_tls12_signature(
@@ -206,14 +215,10 @@ impl ServerCertVerifier for PeerServerVerifier {
         };
         let ok =
             inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
-        if let Err(why) = self.allowed.check(end_entity) {
-            tracing::warn!(
-                cn = %common_name(end_entity.as_ref()).unwrap_or_default(),
-                reason = %why,
-                "refusing to talk to a peer: certificate not allowed"
-            );
-            return Err(rustls::Error::General(why));
-        }
+        self.allowed.enforce(
+            end_entity,
+            "refusing to talk to a peer: certificate not allowed",
+        )?;
         Ok(ok)
     }
     fn verify_tls12_signature(
